@@ -1,0 +1,3 @@
+from stadsnav.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The ASGI application: routes, error handlers, and the services built at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from stadsnav.api import batch, entities, info, jsonld_contexts
+from stadsnav.api.openapi_doc import openapi_route
+from stadsnav.api.problems import handle_http_exception, handle_ngsild_error, handle_unexpected
+from stadsnav.api.services import Services, services
+from stadsnav.broker import Broker
+from stadsnav.contexts import ContextResolver
+from stadsnav.ngsild.errors import NgsiLdError
+from stadsnav.settings import Settings
+from stadsnav.store.base import Store
+from stadsnav.store.opening import open_store
+
+log = logging.getLogger("stadsnav")
+
+
+async def health(request: Request) -> Response:
+    svc = services(request)
+    return JSONResponse({"status": "ok", "database": svc.settings.database.split("://")[0]})
+
+
+async def _sweep_expired(broker: Broker, interval: float) -> None:
+    """Transient entities are hidden from reads once expired; this also deletes them."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await broker.expire()
+        except Exception:
+            log.exception("Deleting expired entities failed; retrying later")
+            continue
+        if removed:
+            log.info("Deleted %d expired entities", removed)
+
+
+class TrailingSlash:
+    """Serve `/entities/` as `/entities`: several NGSI-LD clients add the slash."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        active = store or open_store(settings)
+        await active.open()
+        broker = Broker(active)
+        resolver = ContextResolver(settings)
+        app.state.services = Services(settings, broker, resolver)
+        sweeper = asyncio.create_task(_sweep_expired(broker, settings.expiry_interval))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await resolver.close()
+            await active.close()
+
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        *entities.routes,
+        *batch.routes,
+        *info.routes,
+        *jsonld_contexts.routes,
+    ]
+    routes.append(openapi_route(list(routes)))
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            NgsiLdError: handle_ngsild_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+        middleware=[Middleware(TrailingSlash)],
+    )
+
+
+def create_app_from_environment() -> Starlette:
+    """Factory for uvicorn worker processes: settings come from STADSNAV_* set by the CLI."""
+    return create_app(Settings())

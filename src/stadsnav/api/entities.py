@@ -1,0 +1,208 @@
+"""Routes of the entities resource (clause 6.4 – 6.7): /entities and their attributes."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stadsnav.api import params
+from stadsnav.api.negotiation import GEOJSON, JSON, JSONLD, accepted, read_body, respond, tenant_of
+from stadsnav.api.services import services
+from stadsnav.ngsild.context import Context
+from stadsnav.ngsild.errors import BadRequestData
+from stadsnav.ngsild.names import check_uri
+from stadsnav.ngsild.render import render_entity, render_geojson
+from stadsnav.ngsild.update import UpdateOutcome
+
+BASE = "/ngsi-ld/v1"
+
+
+async def create_entity(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    ctx = await svc.context(body.context)
+    entity_id = await svc.broker.create(tenant_of(request), body.payload, ctx)
+    return Response(
+        status_code=201, headers={"Location": f"{BASE}/entities/{quote(entity_id, safe=':')}"}
+    )
+
+
+async def query_entities(request: Request) -> Response:
+    svc = services(request)
+    media = accepted(request, (JSON, JSONLD, GEOJSON))
+    ctx, reference = await svc.request_context(request)
+    query = params.entity_query(request.query_params, ctx, svc.settings)
+    rep = params.representation(request.query_params, ctx)
+    entities, total = await svc.broker.query(tenant_of(request), query)
+    headers = {} if total is None else {"NGSILD-Results-Count": str(total)}
+    if media == GEOJSON:
+        collection = {
+            "type": "FeatureCollection",
+            "features": [render_geojson(e, ctx, rep) for e in entities],
+        }
+        return respond(collection, media, reference, headers=headers)
+    body = [render_entity(e, ctx, rep) for e in entities]
+    return respond(body, media, reference, headers=headers)
+
+
+async def purge_entities(request: Request) -> Response:
+    svc = services(request)
+    ctx, _ = await svc.request_context(request)
+    query = params.entity_query(request.query_params, ctx, svc.settings)
+    await svc.broker.purge(tenant_of(request), query)
+    return Response(status_code=204)
+
+
+async def retrieve_entity(request: Request) -> Response:
+    svc = services(request)
+    media = accepted(request, (JSON, JSONLD, GEOJSON))
+    ctx, reference = await svc.request_context(request)
+    rep = params.representation(request.query_params, ctx)
+    entity = await svc.broker.retrieve(tenant_of(request), request.path_params["entity_id"])
+    if media == GEOJSON:
+        return respond(render_geojson(entity, ctx, rep), media, reference)
+    return respond(render_entity(entity, ctx, rep), media, reference)
+
+
+async def replace_entity(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    ctx = await svc.context(body.context)
+    await svc.broker.replace(
+        tenant_of(request), request.path_params["entity_id"], body.payload, ctx
+    )
+    return Response(status_code=204)
+
+
+async def merge_entity(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes, patch=True)
+    ctx = await svc.context(body.context)
+    await svc.broker.merge(tenant_of(request), request.path_params["entity_id"], body.payload, ctx)
+    return Response(status_code=204)
+
+
+async def delete_entity(request: Request) -> Response:
+    svc = services(request)
+    await svc.broker.delete(tenant_of(request), request.path_params["entity_id"])
+    return Response(status_code=204)
+
+
+async def append_attrs(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    ctx = await svc.context(body.context)
+    overwrite = "noOverwrite" not in params.options(request.query_params)
+    outcome = await svc.broker.append_attrs(
+        tenant_of(request),
+        request.path_params["entity_id"],
+        body.payload,
+        ctx,
+        overwrite=overwrite,
+    )
+    return _outcome(outcome, ctx)
+
+
+async def update_attrs(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes, patch=True)
+    ctx = await svc.context(body.context)
+    outcome = await svc.broker.update_attrs(
+        tenant_of(request), request.path_params["entity_id"], body.payload, ctx
+    )
+    return _outcome(outcome, ctx)
+
+
+async def update_attribute(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes, patch=True)
+    ctx = await svc.context(body.context)
+    payload = body.payload
+    if isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k != "@context"}
+    await svc.broker.update_attribute(
+        tenant_of(request),
+        request.path_params["entity_id"],
+        request.path_params["attr"],
+        payload,
+        ctx,
+    )
+    return Response(status_code=204)
+
+
+async def replace_attribute(request: Request) -> Response:
+    svc = services(request)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    ctx = await svc.context(body.context)
+    payload = body.payload
+    if isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k != "@context"}
+    await svc.broker.replace_attribute(
+        tenant_of(request),
+        request.path_params["entity_id"],
+        request.path_params["attr"],
+        payload,
+        ctx,
+    )
+    return Response(status_code=204)
+
+
+async def delete_attribute(request: Request) -> Response:
+    svc = services(request)
+    ctx, _ = await svc.request_context(request)
+    delete_all = request.query_params.get("deleteAll", "false")
+    if delete_all not in ("true", "false"):
+        raise BadRequestData("deleteAll must be true or false")
+    dataset_id = request.query_params.get("datasetId")
+    if dataset_id is not None:
+        check_uri(dataset_id, "datasetId")
+    await svc.broker.delete_attribute(
+        tenant_of(request),
+        request.path_params["entity_id"],
+        request.path_params["attr"],
+        ctx,
+        dataset_id=dataset_id,
+        delete_all=delete_all == "true",
+    )
+    return Response(status_code=204)
+
+
+def _outcome(outcome: UpdateOutcome, ctx: Context) -> Response:
+    if not outcome.not_updated:
+        return Response(status_code=204)
+    compact = ctx.compact
+    return respond(
+        {
+            "updated": [compact(name) for name in outcome.updated],
+            "notUpdated": [
+                {"attributeName": compact(name), "reason": reason}
+                for name, reason in outcome.not_updated
+            ],
+        },
+        JSON,
+        None,
+        status=207,
+    )
+
+
+routes = [
+    Route(f"{BASE}/entities", create_entity, methods=["POST"]),
+    Route(f"{BASE}/entities", query_entities, methods=["GET"]),
+    Route(f"{BASE}/entities", purge_entities, methods=["DELETE"]),
+    Route(
+        f"{BASE}/entities/{{entity_id:path}}/attrs/{{attr}}", update_attribute, methods=["PATCH"]
+    ),
+    Route(f"{BASE}/entities/{{entity_id:path}}/attrs/{{attr}}", replace_attribute, methods=["PUT"]),
+    Route(
+        f"{BASE}/entities/{{entity_id:path}}/attrs/{{attr}}", delete_attribute, methods=["DELETE"]
+    ),
+    Route(f"{BASE}/entities/{{entity_id:path}}/attrs", append_attrs, methods=["POST"]),
+    Route(f"{BASE}/entities/{{entity_id:path}}/attrs", update_attrs, methods=["PATCH"]),
+    Route(f"{BASE}/entities/{{entity_id:path}}", retrieve_entity, methods=["GET"]),
+    Route(f"{BASE}/entities/{{entity_id:path}}", replace_entity, methods=["PUT"]),
+    Route(f"{BASE}/entities/{{entity_id:path}}", merge_entity, methods=["PATCH"]),
+    Route(f"{BASE}/entities/{{entity_id:path}}", delete_entity, methods=["DELETE"]),
+]

@@ -1,0 +1,175 @@
+"""URL query parameters turned into the broker's frozen query and representation objects."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.datastructures import QueryParams
+
+from stadsnav.ngsild.context import Context
+from stadsnav.ngsild.errors import BadRequestData, TooManyResults
+from stadsnav.ngsild.geoquery import parse_geoquery
+from stadsnav.ngsild.names import check_name, check_uri
+from stadsnav.ngsild.qlang import parse_q
+from stadsnav.ngsild.query import EntityQuery, parse_type_expression
+from stadsnav.ngsild.render import Format, Representation
+from stadsnav.settings import Settings
+
+_OPTIONS = frozenset(
+    {
+        "keyValues",
+        "simplified",
+        "concise",
+        "normalized",
+        "sysAttrs",
+        "noOverwrite",
+        "replace",
+        "update",
+        "count",
+    }
+)
+_FORMATS: dict[str, Format] = {
+    "keyValues": "keyValues",
+    "simplified": "keyValues",
+    "concise": "concise",
+    "normalized": "normalized",
+}
+
+
+def options(params: QueryParams) -> set[str]:
+    found: set[str] = set()
+    for raw in params.getlist("options"):
+        for option in raw.split(","):
+            option = option.strip()
+            if not option:
+                continue
+            if option not in _OPTIONS:
+                raise BadRequestData(f"Unknown option {option!r:.100}")
+            found.add(option)
+    return found
+
+
+def _names(params: QueryParams, key: str) -> list[str] | None:
+    values = params.getlist(key)
+    if not values:
+        return None
+    names = [n.strip() for raw in values for n in raw.split(",") if n.strip()]
+    if not names:
+        raise BadRequestData(f"{key} must list at least one name")
+    return names
+
+
+def representation(params: QueryParams, ctx: Context) -> Representation:
+    opts = options(params)
+    formats = {_FORMATS[o] for o in opts if o in _FORMATS}
+    fmt = params.get("format")
+    if fmt is not None:
+        if fmt not in _FORMATS:
+            raise BadRequestData(f"Unknown format {fmt!r:.100}")
+        formats = {_FORMATS[fmt]}
+    if len(formats) > 1:
+        raise BadRequestData("Only one of keyValues, concise and normalized may be asked for")
+    pick_names = _names(params, "pick")
+    attrs_names = _names(params, "attrs")
+    pick: frozenset[str] | None = None
+    if pick_names is not None or attrs_names is not None:
+        chosen = (pick_names or []) + (attrs_names or [])
+        pick = frozenset(_expand_projection(n, ctx) for n in chosen)
+        if pick_names is None:
+            # `attrs` only narrows attributes: id and type always stay.
+            pick = pick | {"id", "type"}
+    omit_names = _names(params, "omit") or []
+    if pick_names is not None and omit_names:
+        raise BadRequestData("pick and omit cannot be used together")
+    lang = params.get("lang")
+    return Representation(
+        format=formats.pop() if formats else "normalized",
+        sys_attrs="sysAttrs" in opts,
+        pick=pick,
+        omit=frozenset(_expand_projection(n, ctx) for n in omit_names),
+        lang=lang,
+        geometry_property=ctx.expand(params.get("geometryProperty", "location")),
+    )
+
+
+def _expand_projection(name: str, ctx: Context) -> str:
+    if name in ("id", "type", "scope"):
+        return name
+    return ctx.expand(check_name(name, "Attribute name"))
+
+
+def entity_query(
+    params: QueryParams, ctx: Context, settings: Settings, *, require_filter: bool = True
+) -> EntityQuery:
+    """Build the query of GET /entities (clause 5.7.2) and friends."""
+    ids = _names(params, "id")
+    if ids is not None:
+        for entity_id in ids:
+            check_uri(entity_id, "Entity id")
+    id_pattern = params.get("idPattern")
+    if id_pattern is not None:
+        _check_pattern(id_pattern)
+    type_text = params.get("type")
+    types = parse_type_expression(type_text, ctx) if type_text is not None else None
+    attrs_names = _names(params, "attrs")
+    pick_names = _names(params, "pick")
+    q_text = params.get("q")
+    q = parse_q(q_text, ctx) if q_text is not None else None
+    geo = parse_geoquery(
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+        params.get("geoproperty"),
+        ctx,
+    )
+    scope_text = params.get("scopeQ")
+    scope = tuple(s.strip() for s in scope_text.split(",")) if scope_text else None
+    local = params.get("local")
+    if (
+        require_filter
+        and not any(x is not None for x in (ids, id_pattern, types, attrs_names, q, geo, scope))
+        and local is None
+    ):
+        raise BadRequestData(
+            "A query needs at least one of id, idPattern, type, attrs, q, geoQ or scopeQ"
+        )
+    limit = _integer(params, "limit", settings.query_default_limit)
+    offset = _integer(params, "offset", 0)
+    if limit > settings.query_max_limit:
+        raise TooManyResults(f"limit may be at most {settings.query_max_limit}")
+    count = params.get("count", "false")
+    if count not in ("true", "false"):
+        raise BadRequestData("count must be true or false")
+    attr_filter = None
+    if attrs_names is not None and pick_names is None:
+        attr_filter = tuple(ctx.expand(check_name(n, "Attribute name")) for n in attrs_names)
+    return EntityQuery(
+        ids=tuple(ids) if ids is not None else None,
+        id_pattern=id_pattern,
+        types=types,
+        attrs=attr_filter,
+        q=q,
+        geo=geo,
+        scope=scope,
+        limit=limit,
+        offset=offset,
+        count=count == "true" or "count" in options(params),
+    )
+
+
+def _integer(params: QueryParams, key: str, default: int) -> int:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequestData(f"{key} must be a non-negative integer")
+    return int(raw)
+
+
+def _check_pattern(pattern: str) -> None:
+    if len(pattern) > 1024:
+        raise BadRequestData("idPattern is too long")
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise BadRequestData(f"idPattern is not a valid regular expression: {error}") from None

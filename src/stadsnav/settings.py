@@ -1,0 +1,57 @@
+"""The one settings object. Built by the CLI at start-up (flags > STADSNAV_* environment >
+defaults) and passed down; nothing reads the environment at import time."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE = "sqlite:///var/stadsnav.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STADSNAV_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8000, description="Port the HTTP server listens on.")
+    database: str = Field(
+        DEFAULT_DATABASE,
+        description="Where data lives: sqlite:///path/to/file.db or postgresql://user@host/db.",
+    )
+    workers: int = Field(1, ge=1, description="Number of API worker processes.")
+    sqlite_synchronous: str = Field(
+        "FULL",
+        pattern="^(FULL|NORMAL|EXTRA)$",
+        description="SQLite synchronous mode; FULL makes every acknowledged write durable.",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, description="Largest request body accepted (413 beyond)."
+    )
+    query_max_limit: int = Field(
+        1000, description="Largest `limit` a query may ask for (TooManyResults beyond)."
+    )
+    query_default_limit: int = Field(20, description="`limit` when a query gives none.")
+    batch_max_entities: int = Field(
+        10_000, description="Most entities one batch operation may carry."
+    )
+    context_cache_entries: int = Field(
+        256, description="How many remote @context documents are kept in memory."
+    )
+    context_cache_seconds: int = Field(
+        3600, description="How long a fetched remote @context is reused before refetching."
+    )
+    context_max_bytes: int = Field(
+        1024 * 1024, description="Largest remote @context document fetched."
+    )
+    context_fetch_timeout: float = Field(
+        5.0, description="Seconds to wait for a remote @context before LdContextNotAvailable."
+    )
+    context_allow_private_networks: bool = Field(
+        False,
+        description="Allow fetching @context documents from loopback and private addresses "
+        "(off by default, so a request cannot make the server probe the internal network).",
+    )
+    expiry_interval: float = Field(
+        5.0, description="Seconds between sweeps that delete expired transient entities."
+    )
+    log_level: str = Field("info", description="Logging level: debug, info, warning, error.")

@@ -1,0 +1,102 @@
+"""Compilation of an EntityQuery to a SQL WHERE clause, for either backend's dialect."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from stadsnav.ngsild.query import EntityQuery, TypeAnd, TypeExpr, TypeName
+from stadsnav.store.geosql import compile_geo
+from stadsnav.store.qsql import compile_q
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+def placeholder(dialect: Dialect) -> str:
+    return "?" if dialect == "sqlite" else "%s"
+
+
+def compile_where(
+    query: EntityQuery, tenant: str, now: str, dialect: Dialect
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (without the keyword) selecting the query's entities from `entities e`."""
+    p = placeholder(dialect)
+    clauses = [f"e.tenant = {p}", f"(e.expires_at IS NULL OR e.expires_at > {p})"]
+    params: list[Any] = [tenant, now]
+    if query.ids is not None:
+        clauses.append(f"e.id IN ({', '.join(p for _ in query.ids)})")
+        params.extend(query.ids)
+    if query.id_pattern is not None:
+        if dialect == "sqlite":
+            clauses.append(f"stadsnav_regexp({p}, e.id)")
+        else:
+            clauses.append(f"e.id ~ {p}")
+        params.append(query.id_pattern)
+    if query.types is not None:
+        sql, more = _types(query.types, tenant, dialect)
+        clauses.append(sql)
+        params.extend(more)
+    if query.attrs is not None:
+        marks = ", ".join(p for _ in query.attrs)
+        clauses.append(
+            f"e.pk IN (SELECT a.entity FROM entity_attrs a WHERE a.tenant = {p} "
+            f"AND a.attr IN ({marks}))"
+        )
+        params.append(tenant)
+        params.extend(query.attrs)
+    if query.scope is not None:
+        sql, more = _scopes(query.scope, dialect)
+        clauses.append(sql)
+        params.extend(more)
+    if query.q is not None:
+        sql, more = compile_q(query.q, dialect)
+        clauses.append(f"({sql})")
+        params.extend(more)
+    if query.geo is not None:
+        sql, more = compile_geo(query.geo, dialect)
+        clauses.append(f"({sql})")
+        params.extend(more)
+    return " AND ".join(clauses), params
+
+
+def _types(expr: TypeExpr, tenant: str, dialect: Dialect) -> tuple[str, list[Any]]:
+    p = placeholder(dialect)
+    if isinstance(expr, TypeName):
+        if dialect == "postgres":
+            return f"e.types @> ARRAY[{p}]::text[]", [expr.iri]
+        return (
+            f"e.pk IN (SELECT t.entity FROM entity_types t WHERE t.tenant = {p} AND t.type = {p})",
+            [tenant, expr.iri],
+        )
+    joiner = " AND " if isinstance(expr, TypeAnd) else " OR "
+    parts: list[str] = []
+    params: list[Any] = []
+    for part in expr.parts:
+        sql, more = _types(part, tenant, dialect)
+        parts.append(sql)
+        params.extend(more)
+    return "(" + joiner.join(parts) + ")", params
+
+
+def _scopes(scopes: tuple[str, ...], dialect: Dialect) -> tuple[str, list[Any]]:
+    """scopeQ as a list of alternatives; `/a/#` matches /a and below, `/#` any scope."""
+    p = placeholder(dialect)
+    alternatives: list[str] = []
+    params: list[Any] = []
+    each = (
+        "EXISTS (SELECT 1 FROM json_each(e.scopes) s WHERE {cond})"
+        if dialect == "sqlite"
+        else "EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.scopes) s(value) WHERE {cond})"
+    )
+    for scope in scopes:
+        if scope == "/#":
+            alternatives.append("e.scopes IS NOT NULL")
+        elif scope.endswith("/#"):
+            base = scope[:-2]
+            like = base.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+            cond = f"s.value = {p} OR s.value LIKE {p} ESCAPE '\\'"
+            alternatives.append(each.format(cond=cond))
+            params.extend([base, like])
+        else:
+            alternatives.append(each.format(cond=f"s.value = {p}"))
+            params.append(scope)
+    return "(" + " OR ".join(alternatives) + ")", params

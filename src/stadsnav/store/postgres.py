@@ -1,0 +1,567 @@
+"""The PostgreSQL store: a pool of asyncio connections, PostGIS for geometry, JSONB documents.
+
+Every write is one transaction and set-based: a batch travels as a handful of array parameters
+(`unnest`), the entities are written with one `INSERT ... ON CONFLICT` or `UPDATE ... FROM`, and
+the index tables (entity_attrs, entity_geo) are rewritten with one DELETE and one INSERT each,
+sent together in pipeline mode. Reads run in autocommit, so fetching an entity is one round trip.
+
+The database is created (if missing) and migrated on first start; migrations run in a
+transaction holding an advisory lock, so several workers starting together do not race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+import psycopg
+import shapely
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from stadsnav.ngsild.entity import GEOPROPERTY, Entity
+from stadsnav.ngsild.errors import AlreadyExists, Conflict, ResourceNotFound
+from stadsnav.ngsild.names import format_datetime
+from stadsnav.ngsild.query import EntityQuery
+from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, TypeStat
+from stadsnav.store.entitysql import compile_where
+from stadsnav.store.migrations import migration_files
+
+Conn = AsyncConnection[TupleRow]
+Mode = Literal["insert", "upsert"]
+
+# pg_advisory_xact_lock key serialising migrations ("stadsnav" in ASCII).
+_MIGRATION_LOCK = 0x7374_6164_736E_6176
+_COLUMNS = "e.id, e.types, e.scopes, e.doc, e.created_at, e.modified_at, e.expires_at, e.version"
+_LIVE = "(e.expires_at IS NULL OR e.expires_at > %s)"
+
+# Batches are copied into this per-connection staging table, then written set-based from it.
+_STAGE = "stadsnav_stage"
+_STAGE_DDL = (
+    f'CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (id TEXT COLLATE "C" NOT NULL, types TEXT NOT NULL, '
+    "scopes JSONB, doc JSONB NOT NULL, created_at TEXT NOT NULL, modified_at TEXT NOT NULL, "
+    "expires_at TEXT, version INTEGER NOT NULL) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = (
+    f"COPY {_STAGE} (id, types, scopes, doc, created_at, modified_at, expires_at, version) "
+    "FROM STDIN"
+)
+# The index rows of a batch are staged too, so that a rewrite only touches rows that changed:
+# an entity replaced with the same attributes (the usual sensor update) costs no index writes.
+_ATTR_STAGE = "stadsnav_attr_stage"
+_GEO_STAGE = "stadsnav_geo_stage"
+_STAGE_INDEX_DDL = (
+    f'CREATE TEMP TABLE IF NOT EXISTS {_ATTR_STAGE} (attr TEXT COLLATE "C" NOT NULL, '
+    "entity BIGINT NOT NULL, kinds TEXT NOT NULL) ON COMMIT DELETE ROWS",
+    f"CREATE TEMP TABLE IF NOT EXISTS {_GEO_STAGE} (entity BIGINT NOT NULL, attr TEXT NOT NULL, "
+    "geom geometry NOT NULL) ON COMMIT DELETE ROWS",
+)
+_COPY_ATTRS = "COPY entity_attrs (tenant, attr, entity, kinds) FROM STDIN"
+_COPY_GEO = "COPY entity_geo (entity, attr, geom) FROM STDIN"
+_COPY_ATTR_STAGE = f"COPY {_ATTR_STAGE} (attr, entity, kinds) FROM STDIN"
+_COPY_GEO_STAGE = f"COPY {_GEO_STAGE} (entity, attr, geom) FROM STDIN"
+_UNSTAGE_INDEX = f"DELETE FROM {_ATTR_STAGE}; DELETE FROM {_GEO_STAGE}"
+# Drop the index rows of rewritten entities (%s: their pks) that the staged rows do not repeat,
+# then add the staged rows that are not there yet.
+_DROP_ATTRS = (
+    "DELETE FROM entity_attrs a WHERE a.entity = ANY(%s::bigint[]) AND NOT EXISTS "
+    f"(SELECT 1 FROM {_ATTR_STAGE} s WHERE s.entity = a.entity AND s.attr = a.attr "
+    "AND s.kinds = a.kinds)"
+)
+_DROP_GEO = (
+    "DELETE FROM entity_geo g WHERE g.entity = ANY(%s::bigint[]) AND NOT EXISTS "
+    f"(SELECT 1 FROM {_GEO_STAGE} s WHERE s.entity = g.entity AND s.attr = g.attr "
+    "AND s.geom = g.geom)"
+)
+_ADD_ATTRS = (
+    "INSERT INTO entity_attrs (tenant, attr, entity, kinds) SELECT %s, s.attr, s.entity, s.kinds "
+    f"FROM {_ATTR_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM entity_attrs a "
+    "WHERE a.entity = ANY(%s::bigint[]) AND a.entity = s.entity AND a.attr = s.attr)"
+)
+_ADD_GEO = (
+    "INSERT INTO entity_geo (entity, attr, geom) SELECT s.entity, s.attr, s.geom "
+    f"FROM {_GEO_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM entity_geo g "
+    "WHERE g.entity = ANY(%s::bigint[]) "
+    "AND g.entity = s.entity AND g.attr = s.attr AND g.geom = s.geom)"
+)
+# Rows are taken in id order so that concurrent batches lock shared rows in the same order.
+_INSERT = (
+    "INSERT INTO entities AS e (tenant, id, types, scopes, doc, created_at, modified_at, "
+    "expires_at, version) SELECT %s, t.id, t.types::text[], t.scopes, t.doc, t.created_at, "
+    f"t.modified_at, t.expires_at, 1 FROM {_STAGE} t ORDER BY t.id "
+    "ON CONFLICT (tenant, id) DO "
+)
+_INSERT_SQL = _INSERT + "NOTHING RETURNING e.id, e.pk, true, e.created_at, e.version"
+_UPSERT_SQL = _INSERT + (
+    "UPDATE SET types = EXCLUDED.types, scopes = EXCLUDED.scopes, doc = EXCLUDED.doc, "
+    "modified_at = EXCLUDED.modified_at, expires_at = EXCLUDED.expires_at, "
+    "version = e.version + 1 "
+    "RETURNING e.id, e.pk, (e.xmax = 0), e.created_at, e.version"
+)
+_SAVE_SQL = (
+    "UPDATE entities AS e SET types = l.types::text[], scopes = l.scopes, doc = l.doc, "
+    "created_at = l.created_at, modified_at = l.modified_at, expires_at = l.expires_at, "
+    "version = e.version + 1 FROM (SELECT c.pk, t.* FROM entities c JOIN "
+    f"{_STAGE} t ON c.tenant = %s AND c.id = t.id AND c.version = t.version "
+    "ORDER BY c.id FOR UPDATE OF c) AS l WHERE e.pk = l.pk "
+    "RETURNING e.id, e.pk, false, e.created_at, e.version"
+)
+# Deleting entities deletes their index rows in the same statement.
+_DELETE = (
+    "WITH gone AS (DELETE FROM entities e WHERE {where} RETURNING e.pk, e.id), "
+    "a AS (DELETE FROM entity_attrs WHERE entity IN (SELECT pk FROM gone)), "
+    "g AS (DELETE FROM entity_geo WHERE entity IN (SELECT pk FROM gone)) "
+    "SELECT id FROM gone"
+)
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC))
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: AsyncConnectionPool[Conn] | None = None
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise RuntimeError("PostgresStore is not open")
+        return self._pool
+
+    @staticmethod
+    async def _configure(conn: Conn) -> None:
+        set_json_dumps(orjson.dumps, conn)
+        set_json_loads(orjson.loads, conn)
+        for ddl in (_STAGE_DDL, *_STAGE_INDEX_DDL):
+            await conn.execute(ddl)
+
+    async def open(self) -> None:
+        conn = await self._connect_creating()
+        async with conn:
+            await self._migrate(conn)
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self.url,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            kwargs={"autocommit": True, "client_encoding": "utf8"},
+            configure=self._configure,
+            open=False,
+            name="stadsnav",
+        )
+        await pool.open(wait=True, timeout=30)
+        self._pool = pool
+
+    async def _connect_creating(self) -> Conn:
+        """A connection to the configured database, which is created first if it is missing."""
+        try:
+            return await AsyncConnection.connect(self.url, autocommit=True)
+        except psycopg.OperationalError as error:
+            name = conninfo_to_dict(self.url).get("dbname")
+            if not name or not await _create_database(self.url, str(name)):
+                raise error from None
+        return await AsyncConnection.connect(self.url, autocommit=True)
+
+    async def _migrate(self, conn: Conn) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            cursor = await conn.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
+            for version, sql in migration_files("postgres"):
+                if version in done:
+                    continue
+                # Without parameters psycopg sends the script as one simple query.
+                await conn.execute(sql.encode())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                )
+            await conn.execute(
+                "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (DEFAULT_TENANT,)
+            )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- tenants -------------------------------------------------------------------------------
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT 1 FROM tenants WHERE name = %s", (tenant,))
+            return await cursor.fetchone() is not None
+
+    async def tenants(self) -> list[str]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute('SELECT name FROM tenants ORDER BY name COLLATE "C"')
+            return [row[0] for row in await cursor.fetchall()]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def insert(self, tenant: str, entity: Entity) -> None:
+        if not (await self._write(tenant, [entity], "insert"))[0]:
+            raise AlreadyExists(f"Entity {entity.id} already exists")
+
+    async def insert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
+        return await self._write(tenant, entities, "insert")
+
+    async def upsert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
+        return await self._write(tenant, entities, "upsert")
+
+    async def _write(self, tenant: str, entities: list[Entity], mode: Mode) -> list[bool]:
+        results = [False] * len(entities)
+        if not entities:
+            return results
+        sql = _INSERT_SQL if mode == "insert" else _UPSERT_SQL
+        async with self.pool.connection() as conn, conn.transaction():
+            if tenant != DEFAULT_TENANT:
+                await conn.execute(
+                    "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,)
+                )
+            for n, indexes in enumerate(_rounds(entities)):
+                batch = [entities[i] for i in indexes]
+                rows = await _stage_and_run(conn, batch, sql, (tenant,), first=n == 0)
+                written: list[tuple[int, Entity, bool]] = []
+                for i, entity in zip(indexes, batch, strict=True):
+                    row = rows.get(entity.id)
+                    if row is None:
+                        continue
+                    _, pk, created, entity.created_at, entity.version = row
+                    results[i] = created
+                    written.append((pk, entity, created))
+                await _reindex(conn, tenant, written, first=n == 0)
+        return results
+
+    async def save(self, tenant: str, entity: Entity) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            if await _save(conn, tenant, [entity]) == [True]:
+                return
+            cursor = await conn.execute(
+                "SELECT 1 FROM entities WHERE tenant = %s AND id = %s", (tenant, entity.id)
+            )
+            if await cursor.fetchone() is None:
+                raise ResourceNotFound(f"Entity {entity.id} not found")
+            raise Conflict(f"Entity {entity.id} was modified concurrently")
+
+    async def save_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
+        if not entities:
+            return []
+        async with self.pool.connection() as conn, conn.transaction():
+            return await _save(conn, tenant, entities)
+
+    async def delete(self, tenant: str, entity_id: str) -> bool:
+        return (await self.delete_many(tenant, [entity_id]))[0]
+
+    async def delete_many(self, tenant: str, ids: list[str]) -> list[bool]:
+        if not ids:
+            return []
+        sql = _DELETE.format(where="e.tenant = %s AND e.id = ANY(%s)")
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(sql, (tenant, list(dict.fromkeys(ids))))
+            deleted = {row[0] for row in await cursor.fetchall()}
+        results = []
+        for entity_id in ids:
+            results.append(entity_id in deleted)
+            deleted.discard(entity_id)
+        return results
+
+    async def purge(self, tenant: str, query: EntityQuery) -> int:
+        where, params = compile_where(query, tenant, _now(), "postgres")
+        return await self._delete_where(where, params)
+
+    async def delete_expired(self, now: str) -> int:
+        return await self._delete_where("e.expires_at IS NOT NULL AND e.expires_at <= %s", [now])
+
+    async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(_DELETE.format(where=where), params)
+            return len(await cursor.fetchall())
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, tenant: str, entity_id: str) -> Entity | None:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = %s AND e.id = %s AND {_LIVE}",
+                (tenant, entity_id, _now()),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else _entity(row)
+
+    async def get_many(self, tenant: str, ids: list[str]) -> dict[str, Entity]:
+        if not ids:
+            return {}
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = %s AND e.id = ANY(%s) "
+                f"AND {_LIVE}",
+                (tenant, list(dict.fromkeys(ids)), _now()),
+            )
+            rows = await cursor.fetchall()
+        return {row[0]: _entity(row) for row in rows}
+
+    async def query(self, tenant: str, query: EntityQuery) -> tuple[list[Entity], int | None]:
+        where, params = compile_where(query, tenant, _now(), "postgres")
+        entities: list[Entity] = []
+        total = None
+        async with self.pool.connection() as conn:
+            if query.limit > 0:
+                cursor = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM entities e WHERE {where} "
+                    "ORDER BY e.id LIMIT %s OFFSET %s",
+                    [*params, query.limit, query.offset],
+                )
+                entities = [_entity(row) for row in await cursor.fetchall()]
+            if query.count:
+                cursor = await conn.execute(
+                    f"SELECT count(*) FROM entities e WHERE {where}", params
+                )
+                found = await cursor.fetchone()
+                total = 0 if found is None else int(found[0])
+        return entities, total
+
+    async def type_stats(self, tenant: str) -> list[TypeStat]:
+        now = _now()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT t.type, count(*) FROM entities e CROSS JOIN unnest(e.types) AS t(type) "
+                f"WHERE e.tenant = %s AND {_LIVE} GROUP BY t.type",
+                (tenant, now),
+            )
+            counts = await cursor.fetchall()
+            cursor = await conn.execute(
+                "SELECT DISTINCT t.type, a.attr, a.kinds FROM entities e "
+                "CROSS JOIN unnest(e.types) AS t(type) JOIN entity_attrs a ON a.entity = e.pk "
+                f"WHERE e.tenant = %s AND {_LIVE}",
+                (tenant, now),
+            )
+            attrs: dict[str, dict[str, set[str]]] = {}
+            for type_, attr, kinds in await cursor.fetchall():
+                attrs.setdefault(type_, {}).setdefault(attr, set()).update(kinds.split(","))
+        return [
+            TypeStat(type_, count, {a: frozenset(k) for a, k in attrs.get(type_, {}).items()})
+            for type_, count in sorted(counts)
+        ]
+
+    async def attribute_stats(self, tenant: str) -> list[AttributeStat]:
+        now = _now()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT a.attr, count(*), array_agg(DISTINCT a.kinds) FROM entity_attrs a "
+                f"JOIN entities e ON e.pk = a.entity WHERE a.tenant = %s AND {_LIVE} "
+                "GROUP BY a.attr",
+                (tenant, now),
+            )
+            stats: dict[str, tuple[int, set[str], set[str]]] = {}
+            for attr, count, kinds in await cursor.fetchall():
+                stats[attr] = (count, set(), {k for each in kinds for k in each.split(",")})
+            cursor = await conn.execute(
+                "SELECT DISTINCT a.attr, t.type FROM entity_attrs a "
+                "JOIN entities e ON e.pk = a.entity CROSS JOIN unnest(e.types) AS t(type) "
+                f"WHERE a.tenant = %s AND {_LIVE}",
+                (tenant, now),
+            )
+            for attr, type_ in await cursor.fetchall():
+                if attr in stats:
+                    stats[attr][1].add(type_)
+        return [
+            AttributeStat(attr, count, frozenset(types), frozenset(kinds))
+            for attr, (count, types, kinds) in sorted(stats.items())
+        ]
+
+
+async def _create_database(url: str, name: str) -> bool:
+    """Create database `name` through the server's maintenance database; False if it exists."""
+    admin = make_conninfo(url, dbname="postgres")
+    async with await AsyncConnection.connect(admin, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if await cursor.fetchone() is not None:
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        # Another worker may have created it meanwhile.
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            await conn.execute(f"CREATE DATABASE {quoted}".encode())
+    return True
+
+
+def _rounds(entities: Sequence[Entity]) -> list[list[int]]:
+    """Positions split so no id repeats within a round: round n holds each id's n-th occurrence.
+
+    One statement cannot write the same row twice, and applying the rounds in order gives the
+    result of applying the entities one by one.
+    """
+    seen: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    for position, entity in enumerate(entities):
+        n = seen.get(entity.id, 0)
+        seen[entity.id] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(position)
+    return rounds
+
+
+async def _stage_and_run(
+    conn: Conn, entities: list[Entity], sql: str, params: Sequence[Any], *, first: bool
+) -> dict[str, tuple[Any, ...]]:
+    """Copy entities (distinct ids) into the staging table, run `sql` over it; rows by id.
+
+    The staging table empties itself at commit, so only later rounds of a transaction clear it.
+    """
+    lines: list[bytes] = []
+    for entity in entities:
+        scopes = b"\\N" if entity.scopes is None else _copy_json(entity.scopes)
+        expires = b"\\N" if entity.expires_at is None else _copy_text(entity.expires_at)
+        lines.append(
+            b"\t".join(
+                (
+                    _copy_text(entity.id),
+                    _copy_text(_text_array(entity.types)),
+                    scopes,
+                    _copy_json(entity.attrs),
+                    _copy_text(entity.created_at),
+                    _copy_text(entity.modified_at),
+                    expires,
+                    b"%d\n" % entity.version,
+                )
+            )
+        )
+    async with conn.cursor() as cursor:
+        if not first:
+            await cursor.execute(f"DELETE FROM {_STAGE}")
+        async with cursor.copy(_COPY_STAGE) as copy:
+            await copy.write(b"".join(lines))
+        await cursor.execute(sql, params)
+        return {row[0]: row for row in await cursor.fetchall()}
+
+
+async def _save(conn: Conn, tenant: str, entities: list[Entity]) -> list[bool]:
+    """Write back entities whose version is unchanged in the database; False for the others."""
+    results = [False] * len(entities)
+    for n, indexes in enumerate(_rounds(entities)):
+        batch = [entities[i] for i in indexes]
+        rows = await _stage_and_run(conn, batch, _SAVE_SQL, (tenant,), first=n == 0)
+        written: list[tuple[int, Entity, bool]] = []
+        for i, entity in zip(indexes, batch, strict=True):
+            row = rows.get(entity.id)
+            if row is None:
+                continue
+            results[i] = True
+            entity.version = row[4]
+            written.append((row[1], entity, False))
+        await _reindex(conn, tenant, written, first=n == 0)
+    return results
+
+
+def _text_array(items: list[str]) -> str:
+    """A PostgreSQL text[] literal."""
+    quoted = (item.replace("\\", "\\\\").replace('"', '\\"') for item in items)
+    return "{" + ",".join(f'"{item}"' for item in quoted) + "}"
+
+
+def _copy_text(value: str) -> bytes:
+    """A value in COPY's text format."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value.encode()
+
+
+def _copy_json(value: Any) -> bytes:
+    """JSON in COPY's text format: JSON text has no raw control characters, only backslashes."""
+    return orjson.dumps(value).replace(b"\\", b"\\\\")
+
+
+async def _reindex(
+    conn: Conn, tenant: str, entities: list[tuple[int, Entity, bool]], *, first: bool
+) -> None:
+    """Bring the entity_attrs and entity_geo rows of entities (pk, entity, is new) up to date.
+
+    The rows of new entities are copied straight in. Those of rewritten entities are staged and
+    compared, so that only rows that changed are written: an entity replaced with the same
+    attributes and location (the usual sensor update) costs no index writes at all.
+    """
+    new_attrs: list[bytes] = []
+    new_geo: list[tuple[bytes, bytes]] = []
+    old_attrs: list[bytes] = []
+    old_geo: list[tuple[bytes, bytes]] = []
+    stale: list[int] = []
+    prefix = _copy_text(tenant) + b"\t"
+    for pk, entity, is_new in entities:
+        attr_lines, geo_lines = (new_attrs, new_geo) if is_new else (old_attrs, old_geo)
+        if not is_new:
+            stale.append(pk)
+        for attr, instances in entity.attrs.items():
+            kinds = {instance["type"] for instance in instances}
+            name = _copy_text(attr)
+            kind_text = ",".join(sorted(kinds)) if len(kinds) > 1 else next(iter(kinds))
+            attr_lines.append(b"%s\t%d\t%s\n" % (name, pk, _copy_text(kind_text)))
+            if GEOPROPERTY not in kinds:
+                continue
+            for instance in instances:
+                value = instance.get("value")
+                if instance["type"] == GEOPROPERTY and isinstance(value, dict):
+                    geo_lines.append((b"%d\t%s\t" % (pk, name), orjson.dumps(value)))
+    async with conn.cursor() as cursor:
+        if new_attrs:
+            async with cursor.copy(_COPY_ATTRS) as copy:
+                await copy.write(b"".join(prefix + line for line in new_attrs))
+        if new_geo:
+            async with cursor.copy(_COPY_GEO) as copy:
+                await copy.write(_geo_lines(new_geo))
+        if not stale:
+            return
+        if not first:
+            await cursor.execute(_UNSTAGE_INDEX.encode())
+        if old_attrs:
+            async with cursor.copy(_COPY_ATTR_STAGE) as copy:
+                await copy.write(b"".join(old_attrs))
+        if old_geo:
+            async with cursor.copy(_COPY_GEO_STAGE) as copy:
+                await copy.write(_geo_lines(old_geo))
+        await cursor.execute(_DROP_ATTRS, (stale,))
+        await cursor.execute(_DROP_GEO, (stale,))
+        if old_attrs:
+            await cursor.execute(_ADD_ATTRS, (tenant, stale))
+        if old_geo:
+            await cursor.execute(_ADD_GEO, (stale,))
+
+
+def _geo_lines(rows: list[tuple[bytes, bytes]]) -> bytes:
+    """COPY lines (entity, attr, geom) from (COPY text of entity and attr, GeoJSON geometry)."""
+    geometries = shapely.set_srid(shapely.from_geojson([geojson for _, geojson in rows]), 4326)
+    ewkb = shapely.to_wkb(geometries, hex=True, include_srid=True, output_dimension=2)
+    return b"".join(key + geom.encode() + b"\n" for (key, _), geom in zip(rows, ewkb, strict=True))
+
+
+def _entity(row: Any) -> Entity:
+    return Entity(
+        id=row[0],
+        types=list(row[1]),
+        scopes=row[2],
+        attrs=row[3],
+        created_at=row[4],
+        modified_at=row[5],
+        expires_at=row[6],
+        version=row[7],
+    )

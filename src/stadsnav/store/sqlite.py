@@ -1,0 +1,471 @@
+"""The embedded SQLite store: one file in WAL mode, one writer thread, a few reader threads.
+
+Writes run on a single thread with its own connection (SQLite allows one writer at a time, so a
+queue in front of it is both the simplest and the fastest arrangement); every write is one
+transaction, so a crash mid-write leaves the previous state. Reads run on a small pool of threads,
+each with its own connection, concurrently with the writer thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import shapely
+
+from stadsnav.ngsild.entity import GEOPROPERTY, Entity
+from stadsnav.ngsild.errors import AlreadyExists, Conflict, ResourceNotFound
+from stadsnav.ngsild.names import format_datetime
+from stadsnav.ngsild.query import EntityQuery
+from stadsnav.store import geosql, qsql
+from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, TypeStat
+from stadsnav.store.entitysql import compile_where
+from stadsnav.store.migrations import migration_files
+
+T = TypeVar("T")
+_COLUMNS = (
+    "e.pk, e.id, e.types, e.scopes, e.doc, e.created_at, e.modified_at, e.expires_at, e.version"
+)
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC))
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value: str | None) -> bool:
+    return value is not None and _compiled(pattern).search(value) is not None
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections and threads -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.create_function("stadsnav_regexp", 2, _regexp, deterministic=True)
+            qsql.register_sqlite_functions(conn)
+            geosql.register_sqlite_functions(conn)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._connect()))
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, run)
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        await self._write(self._migrate)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files("sqlite"):
+            if version in done:
+                continue
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now()))
+        conn.execute(
+            "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
+            (DEFAULT_TENANT, _now()),
+        )
+
+    async def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    # -- tenants -------------------------------------------------------------------------------
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone()
+            return row is not None
+
+        return await self._read(run)
+
+    async def tenants(self) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT name FROM tenants ORDER BY name")]
+
+        return await self._read(run)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def insert(self, tenant: str, entity: Entity) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            _ensure_tenant(conn, tenant)
+            if not _insert(conn, tenant, entity):
+                raise AlreadyExists(f"Entity {entity.id} already exists")
+
+        await self._write(run)
+
+    async def insert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            _ensure_tenant(conn, tenant)
+            return [_insert(conn, tenant, entity) for entity in entities]
+
+        return await self._write(run)
+
+    async def upsert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            _ensure_tenant(conn, tenant)
+            results: list[bool] = []
+            for entity in entities:
+                row = conn.execute(
+                    "SELECT pk, created_at FROM entities WHERE tenant = ? AND id = ?",
+                    (tenant, entity.id),
+                ).fetchone()
+                if row is None:
+                    results.append(_insert(conn, tenant, entity))
+                    continue
+                entity.created_at = row[1]
+                _update(conn, tenant, row[0], entity)
+                results.append(False)
+            return results
+
+        return await self._write(run)
+
+    async def save(self, tenant: str, entity: Entity) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT pk, version FROM entities WHERE tenant = ? AND id = ?", (tenant, entity.id)
+            ).fetchone()
+            if row is None:
+                raise ResourceNotFound(f"Entity {entity.id} not found")
+            if row[1] != entity.version:
+                raise Conflict(f"Entity {entity.id} was modified concurrently")
+            _update(conn, tenant, row[0], entity)
+
+        await self._write(run)
+
+    async def save_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            results = []
+            for entity in entities:
+                row = conn.execute(
+                    "SELECT pk, version FROM entities WHERE tenant = ? AND id = ?",
+                    (tenant, entity.id),
+                ).fetchone()
+                if row is None or row[1] != entity.version:
+                    results.append(False)
+                    continue
+                _update(conn, tenant, row[0], entity)
+                results.append(True)
+            return results
+
+        return await self._write(run)
+
+    async def delete(self, tenant: str, entity_id: str) -> bool:
+        return (await self.delete_many(tenant, [entity_id]))[0]
+
+    async def delete_many(self, tenant: str, ids: list[str]) -> list[bool]:
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            results = []
+            for entity_id in ids:
+                row = conn.execute(
+                    "SELECT pk FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+                ).fetchone()
+                if row is None:
+                    results.append(False)
+                    continue
+                _delete_pk(conn, row[0])
+                results.append(True)
+            return results
+
+        return await self._write(run)
+
+    async def purge(self, tenant: str, query: EntityQuery) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            where, params = compile_where(query, tenant, _now(), "sqlite")
+            pks = [r[0] for r in conn.execute(f"SELECT e.pk FROM entities e WHERE {where}", params)]
+            for pk in pks:
+                _delete_pk(conn, pk)
+            return len(pks)
+
+        return await self._write(run)
+
+    async def delete_expired(self, now: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            pks = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pk FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                    (now,),
+                )
+            ]
+            for pk in pks:
+                _delete_pk(conn, pk)
+            return len(pks)
+
+        return await self._write(run)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, tenant: str, entity_id: str) -> Entity | None:
+        found = await self.get_many(tenant, [entity_id])
+        return found.get(entity_id)
+
+    async def get_many(self, tenant: str, ids: list[str]) -> dict[str, Entity]:
+        now = _now()
+
+        def run(conn: sqlite3.Connection) -> dict[str, Entity]:
+            found: dict[str, Entity] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id IN ({marks}) "
+                    "AND (e.expires_at IS NULL OR e.expires_at > ?)",
+                    (tenant, *chunk, now),
+                )
+                for row in rows:
+                    entity = _entity(row)
+                    found[entity.id] = entity
+            return found
+
+        return await self._read(run)
+
+    async def query(self, tenant: str, query: EntityQuery) -> tuple[list[Entity], int | None]:
+        now = _now()
+
+        def run(conn: sqlite3.Connection) -> tuple[list[Entity], int | None]:
+            where, params = compile_where(query, tenant, now, "sqlite")
+            entities: list[Entity] = []
+            if query.limit > 0:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entities e WHERE {where} "
+                    "ORDER BY e.id LIMIT ? OFFSET ?",
+                    (*params, query.limit, query.offset),
+                )
+                entities = [_entity(row) for row in rows]
+            total = None
+            if query.count:
+                total = conn.execute(
+                    f"SELECT count(*) FROM entities e WHERE {where}", params
+                ).fetchone()[0]
+            return entities, total
+
+        return await self._read(run)
+
+    async def type_stats(self, tenant: str) -> list[TypeStat]:
+        now = _now()
+
+        def run(conn: sqlite3.Connection) -> list[TypeStat]:
+            counts = conn.execute(
+                "SELECT t.type, count(*) FROM entity_types t JOIN entities e ON e.pk = t.entity "
+                "WHERE t.tenant = ? AND (e.expires_at IS NULL OR e.expires_at > ?) "
+                "GROUP BY t.type ORDER BY t.type",
+                (tenant, now),
+            ).fetchall()
+            attrs: dict[str, dict[str, set[str]]] = {}
+            for type_, attr, kinds in conn.execute(
+                "SELECT DISTINCT t.type, a.attr, a.kinds FROM entity_types t "
+                "JOIN entity_attrs a ON a.entity = t.entity WHERE t.tenant = ?",
+                (tenant,),
+            ):
+                attrs.setdefault(type_, {}).setdefault(attr, set()).update(kinds.split(","))
+            return [
+                TypeStat(
+                    type_,
+                    count,
+                    {a: frozenset(k) for a, k in attrs.get(type_, {}).items()},
+                )
+                for type_, count in counts
+            ]
+
+        return await self._read(run)
+
+    async def attribute_stats(self, tenant: str) -> list[AttributeStat]:
+        now = _now()
+
+        def run(conn: sqlite3.Connection) -> list[AttributeStat]:
+            stats: dict[str, tuple[int, set[str], set[str]]] = {}
+            for attr, count, kinds in conn.execute(
+                "SELECT a.attr, count(*), group_concat(DISTINCT a.kinds) FROM entity_attrs a "
+                "JOIN entities e ON e.pk = a.entity WHERE a.tenant = ? "
+                "AND (e.expires_at IS NULL OR e.expires_at > ?) GROUP BY a.attr ORDER BY a.attr",
+                (tenant, now),
+            ):
+                stats[attr] = (count, set(), set(",".join(kinds.split(",")).split(",")))
+            for attr, type_ in conn.execute(
+                "SELECT DISTINCT a.attr, t.type FROM entity_attrs a "
+                "JOIN entity_types t ON t.entity = a.entity WHERE a.tenant = ?",
+                (tenant,),
+            ):
+                if attr in stats:
+                    stats[attr][1].add(type_)
+            return [
+                AttributeStat(attr, count, frozenset(types), frozenset(kinds))
+                for attr, (count, types, kinds) in stats.items()
+            ]
+
+        return await self._read(run)
+
+
+def _statements(sql: str) -> Iterable[str]:
+    """Split a migration into statements (comments first, since they may hold semicolons)."""
+    code = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    for statement in code.split(";"):
+        if statement.strip():
+            yield statement.strip()
+
+
+def _ensure_tenant(conn: sqlite3.Connection, tenant: str) -> None:
+    if tenant != DEFAULT_TENANT:
+        conn.execute(
+            "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)", (tenant, _now())
+        )
+
+
+def _insert(conn: sqlite3.Connection, tenant: str, entity: Entity) -> bool:
+    entity.version = 1
+    try:
+        cursor = conn.execute(
+            "INSERT INTO entities (tenant, id, types, scopes, doc, created_at, modified_at, "
+            "expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                tenant,
+                entity.id,
+                orjson.dumps(entity.types).decode(),
+                None if entity.scopes is None else orjson.dumps(entity.scopes).decode(),
+                orjson.dumps(entity.attrs).decode(),
+                entity.created_at,
+                entity.modified_at,
+                entity.expires_at,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        return False
+    pk = cursor.lastrowid
+    assert pk is not None
+    _index(conn, tenant, pk, entity)
+    return True
+
+
+def _update(conn: sqlite3.Connection, tenant: str, pk: int, entity: Entity) -> None:
+    entity.version += 1
+    conn.execute(
+        "UPDATE entities SET types = ?, scopes = ?, doc = ?, created_at = ?, modified_at = ?, "
+        "expires_at = ?, version = ? WHERE pk = ?",
+        (
+            orjson.dumps(entity.types).decode(),
+            None if entity.scopes is None else orjson.dumps(entity.scopes).decode(),
+            orjson.dumps(entity.attrs).decode(),
+            entity.created_at,
+            entity.modified_at,
+            entity.expires_at,
+            entity.version,
+            pk,
+        ),
+    )
+    _unindex(conn, pk)
+    _index(conn, tenant, pk, entity)
+
+
+def _delete_pk(conn: sqlite3.Connection, pk: int) -> None:
+    _unindex(conn, pk)
+    conn.execute("DELETE FROM entities WHERE pk = ?", (pk,))
+
+
+def _index(conn: sqlite3.Connection, tenant: str, pk: int, entity: Entity) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO entity_types (tenant, type, entity) VALUES (?, ?, ?)",
+        [(tenant, type_, pk) for type_ in entity.types],
+    )
+    conn.executemany(
+        "INSERT INTO entity_attrs (tenant, attr, entity, kinds) VALUES (?, ?, ?, ?)",
+        [
+            (tenant, attr, pk, ",".join(sorted({i["type"] for i in instances})))
+            for attr, instances in entity.attrs.items()
+        ],
+    )
+    for attr, instances in entity.attrs.items():
+        for instance in instances:
+            if instance["type"] != GEOPROPERTY:
+                continue
+            text = orjson.dumps(instance["value"]).decode()
+            minx, miny, maxx, maxy = shapely.from_geojson(text).bounds
+            cursor = conn.execute(
+                "INSERT INTO entity_geo (entity, attr, geojson) VALUES (?, ?, ?)",
+                (pk, attr, text),
+            )
+            conn.execute(
+                "INSERT INTO entity_geo_box (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+                (cursor.lastrowid, minx, maxx, miny, maxy),
+            )
+
+
+def _unindex(conn: sqlite3.Connection, pk: int) -> None:
+    conn.execute("DELETE FROM entity_types WHERE entity = ?", (pk,))
+    conn.execute("DELETE FROM entity_attrs WHERE entity = ?", (pk,))
+    conn.execute(
+        "DELETE FROM entity_geo_box WHERE gid IN (SELECT gid FROM entity_geo WHERE entity = ?)",
+        (pk,),
+    )
+    conn.execute("DELETE FROM entity_geo WHERE entity = ?", (pk,))
+
+
+def _entity(row: Any) -> Entity:
+    return Entity(
+        id=row[1],
+        types=orjson.loads(row[2]),
+        scopes=None if row[3] is None else orjson.loads(row[3]),
+        attrs=orjson.loads(row[4]),
+        created_at=row[5],
+        modified_at=row[6],
+        expires_at=row[7],
+        version=row[8],
+    )

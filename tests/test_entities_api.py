@@ -1,0 +1,344 @@
+"""The entities resource, on both backends, as an NGSI-LD client sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import (
+    CORE,
+    JSONLD,
+    assert_problem,
+    bin_entity,
+    create,
+    link,
+)
+
+E = "/ngsi-ld/v1/entities"
+
+
+async def test_create_then_retrieve_returns_the_entity_in_normalized_form(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(E, json=bin_entity("urn:ngsi-ld:WasteContainer:1"))
+    assert response.status_code == 201
+    assert response.headers["location"] == f"{E}/urn:ngsi-ld:WasteContainer:1"
+    got = await client.get(f"{E}/urn:ngsi-ld:WasteContainer:1")
+    assert got.status_code == 200
+    assert got.headers["content-type"].startswith("application/json")
+    assert CORE in got.headers["link"]
+    body = got.json()
+    assert body["id"] == "urn:ngsi-ld:WasteContainer:1"
+    assert body["type"] == "WasteContainer"
+    assert body["fillingLevel"] == {
+        "type": "Property",
+        "value": 0.42,
+        "unitCode": "P1",
+        "observedAt": "2026-11-01T08:00:00.000000Z",
+    }
+    assert body["location"]["type"] == "GeoProperty"
+    assert body["location"]["value"] == {"type": "Point", "coordinates": [18.07, 59.33]}
+    assert body["refDevice"] == {"type": "Relationship", "object": "urn:ngsi-ld:Device:d1"}
+
+
+async def test_creating_the_same_id_twice_is_409_already_exists(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    again = await client.post(E, json=bin_entity("urn:x:1"))
+    assert_problem(again, 409, "AlreadyExists")
+
+
+async def test_retrieve_unknown_entity_is_404_resource_not_found(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get(f"{E}/urn:x:nope"), 404, "ResourceNotFound")
+
+
+async def test_retrieve_with_invalid_id_is_400(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get(f"{E}/not a uri"), 400, "BadRequestData")
+
+
+async def test_keyvalues_and_concise_representations(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    kv = (await client.get(f"{E}/urn:x:1", params={"options": "keyValues"})).json()
+    assert kv["fillingLevel"] == 0.42
+    assert kv["refDevice"] == "urn:ngsi-ld:Device:d1"
+    assert kv["location"] == {"type": "Point", "coordinates": [18.07, 59.33]}
+    concise = (await client.get(f"{E}/urn:x:1", params={"format": "concise"})).json()
+    assert concise["fillingLevel"] == {
+        "value": 0.42,
+        "unitCode": "P1",
+        "observedAt": "2026-11-01T08:00:00.000000Z",
+    }
+    assert concise["refDevice"] == {"object": "urn:ngsi-ld:Device:d1"}
+    assert concise["status"] == "ok"
+
+
+async def test_sysattrs_adds_created_and_modified_at(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    body = (await client.get(f"{E}/urn:x:1", params={"options": "sysAttrs"})).json()
+    assert body["createdAt"].endswith("Z")
+    assert body["modifiedAt"] >= body["createdAt"]
+    assert "createdAt" in body["fillingLevel"]
+
+
+async def test_pick_and_omit_project_attributes(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    picked = (await client.get(f"{E}/urn:x:1", params={"pick": "id,fillingLevel"})).json()
+    assert set(picked) == {"id", "fillingLevel"}
+    omitted = (await client.get(f"{E}/urn:x:1", params={"omit": "location,status"})).json()
+    assert "location" not in omitted
+    assert "status" not in omitted
+    assert "fillingLevel" in omitted
+    attrs = (await client.get(f"{E}/urn:x:1", params={"attrs": "status"})).json()
+    assert set(attrs) == {"id", "type", "status"}
+
+
+async def test_concise_input_is_accepted_and_stored_normalized(client: httpx.AsyncClient) -> None:
+    await create(
+        client,
+        {
+            "id": "urn:x:c",
+            "type": "Thing",
+            "temperature": 21.5,
+            "humidity": {"value": 40, "unitCode": "P1"},
+            "owner": {"object": "urn:x:owner"},
+            "location": {"type": "Point", "coordinates": [18.0, 59.0]},
+        },
+    )
+    body = (await client.get(f"{E}/urn:x:c")).json()
+    assert body["temperature"] == {"type": "Property", "value": 21.5}
+    assert body["humidity"] == {"type": "Property", "value": 40, "unitCode": "P1"}
+    assert body["owner"] == {"type": "Relationship", "object": "urn:x:owner"}
+    assert body["location"]["type"] == "GeoProperty"
+
+
+async def test_user_context_from_link_header_expands_and_compacts_terms(
+    client: httpx.AsyncClient, context_server: str
+) -> None:
+    user_context = f"{context_server}/city.jsonld"
+    entity = {"id": "urn:x:ctx", "type": "Bin", "level": {"type": "Property", "value": 3}}
+    created = await client.post(E, json=entity, headers={"Link": link(user_context)})
+    assert created.status_code == 201
+    # Without the user context, the terms come back as full IRIs.
+    plain = (await client.get(f"{E}/urn:x:ctx")).json()
+    assert plain["type"] == "https://example.org/city#Bin"
+    assert plain["https://example.org/city#level"]["value"] == 3
+    with_ctx = await client.get(f"{E}/urn:x:ctx", headers={"Link": link(user_context)})
+    assert with_ctx.json()["type"] == "Bin"
+    assert with_ctx.json()["level"]["value"] == 3
+    assert user_context in with_ctx.headers["link"]
+
+
+async def test_jsonld_body_context_and_jsonld_response(client: httpx.AsyncClient) -> None:
+    entity = {
+        "id": "urn:x:ld",
+        "type": "Bin",
+        "level": {"type": "Property", "value": 7},
+        "@context": [{"Bin": "https://example.org/city#Bin"}, CORE],
+    }
+    created = await client.post(E, json=entity, headers={"Content-Type": JSONLD})
+    assert created.status_code == 201
+    got = await client.get(f"{E}/urn:x:ld", headers={"Accept": JSONLD})
+    assert got.headers["content-type"].startswith(JSONLD)
+    assert got.json()["@context"] == CORE
+    assert got.json()["type"] == "https://example.org/city#Bin"
+    assert "link" not in got.headers
+
+
+async def test_geojson_representation(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:g"))
+    got = await client.get(f"{E}/urn:x:g", headers={"Accept": "application/geo+json"})
+    assert got.headers["content-type"].startswith("application/geo+json")
+    feature = got.json()
+    assert feature["type"] == "Feature"
+    assert feature["geometry"] == {"type": "Point", "coordinates": [18.07, 59.33]}
+    assert feature["properties"]["fillingLevel"]["value"] == 0.42
+    listed = await client.get(
+        E, params={"type": "WasteContainer"}, headers={"Accept": "application/geo+json"}
+    )
+    assert listed.json()["type"] == "FeatureCollection"
+    assert [f["id"] for f in listed.json()["features"]] == ["urn:x:g"]
+
+
+async def test_unacceptable_accept_is_406(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    response = await client.get(f"{E}/urn:x:1", headers={"Accept": "text/html"})
+    assert_problem(response, 406, "InvalidRequest")
+
+
+async def test_replace_entity_keeps_created_at_and_replaces_everything_else(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    before = (await client.get(f"{E}/urn:x:1", params={"options": "sysAttrs"})).json()
+    response = await client.put(
+        f"{E}/urn:x:1",
+        json={"type": "WasteContainer", "status": {"type": "Property", "value": "full"}},
+    )
+    assert response.status_code == 204
+    after = (await client.get(f"{E}/urn:x:1", params={"options": "sysAttrs"})).json()
+    assert after["createdAt"] == before["createdAt"]
+    assert after["status"]["value"] == "full"
+    assert "fillingLevel" not in after
+
+
+async def test_merge_patch_adds_merges_and_deletes_with_null(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    response = await client.patch(
+        f"{E}/urn:x:1",
+        json={
+            "fillingLevel": {"value": 0.9},
+            "status": "urn:ngsi-ld:null",
+            "temperature": {"type": "Property", "value": 4},
+        },
+    )
+    assert response.status_code == 204
+    body = (await client.get(f"{E}/urn:x:1")).json()
+    assert body["fillingLevel"]["value"] == 0.9
+    assert body["fillingLevel"]["unitCode"] == "P1"
+    assert "status" not in body
+    assert body["temperature"]["value"] == 4
+
+
+async def test_append_attributes_with_and_without_overwrite(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    appended = await client.post(
+        f"{E}/urn:x:1/attrs", json={"temperature": {"type": "Property", "value": 5}}
+    )
+    assert appended.status_code == 204
+    kept = await client.post(
+        f"{E}/urn:x:1/attrs",
+        params={"options": "noOverwrite"},
+        json={"status": {"type": "Property", "value": "new"}},
+    )
+    assert kept.status_code == 207
+    assert kept.json()["notUpdated"][0]["attributeName"] == "status"
+    body = (await client.get(f"{E}/urn:x:1")).json()
+    assert body["temperature"]["value"] == 5
+    assert body["status"]["value"] == "ok"
+
+
+async def test_update_attributes_reports_missing_ones_with_207(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    response = await client.patch(
+        f"{E}/urn:x:1/attrs",
+        json={
+            "status": {"type": "Property", "value": "full"},
+            "ghost": {"type": "Property", "value": 1},
+        },
+    )
+    assert response.status_code == 207
+    assert response.json()["updated"] == ["status"]
+    assert response.json()["notUpdated"][0]["attributeName"] == "ghost"
+    body = (await client.get(f"{E}/urn:x:1")).json()
+    assert body["status"]["value"] == "full"
+    assert "ghost" not in body
+
+
+async def test_partial_attribute_update_merges_into_the_instance(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    response = await client.patch(f"{E}/urn:x:1/attrs/fillingLevel", json={"value": 0.75})
+    assert response.status_code == 204
+    body = (await client.get(f"{E}/urn:x:1")).json()
+    assert body["fillingLevel"]["value"] == 0.75
+    assert body["fillingLevel"]["unitCode"] == "P1"
+    missing = await client.patch(f"{E}/urn:x:1/attrs/ghost", json={"value": 1})
+    assert_problem(missing, 404, "ResourceNotFound")
+
+
+async def test_replace_attribute(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    response = await client.put(
+        f"{E}/urn:x:1/attrs/fillingLevel", json={"type": "Property", "value": 0.1}
+    )
+    assert response.status_code == 204
+    body = (await client.get(f"{E}/urn:x:1")).json()
+    assert body["fillingLevel"] == {"type": "Property", "value": 0.1}
+
+
+async def test_delete_attribute_and_entity(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    assert (await client.delete(f"{E}/urn:x:1/attrs/status")).status_code == 204
+    assert "status" not in (await client.get(f"{E}/urn:x:1")).json()
+    assert_problem(await client.delete(f"{E}/urn:x:1/attrs/status"), 404, "ResourceNotFound")
+    assert (await client.delete(f"{E}/urn:x:1")).status_code == 204
+    assert_problem(await client.get(f"{E}/urn:x:1"), 404, "ResourceNotFound")
+    assert_problem(await client.delete(f"{E}/urn:x:1"), 404, "ResourceNotFound")
+
+
+async def test_multi_attribute_instances_by_dataset_id(client: httpx.AsyncClient) -> None:
+    await create(
+        client,
+        {
+            "id": "urn:x:m",
+            "type": "Sensor",
+            "temperature": [
+                {"type": "Property", "value": 20},
+                {"type": "Property", "value": 21, "datasetId": "urn:ds:b"},
+            ],
+        },
+    )
+    body = (await client.get(f"{E}/urn:x:m")).json()
+    assert isinstance(body["temperature"], list)
+    assert {i.get("datasetId") for i in body["temperature"]} == {None, "urn:ds:b"}
+    deleted = await client.delete(
+        f"{E}/urn:x:m/attrs/temperature", params={"datasetId": "urn:ds:b"}
+    )
+    assert deleted.status_code == 204
+    body = (await client.get(f"{E}/urn:x:m")).json()
+    assert body["temperature"] == {"type": "Property", "value": 20}
+
+
+async def test_all_attribute_types_round_trip(client: httpx.AsyncClient) -> None:
+    entity: dict[str, Any] = {
+        "id": "urn:x:t",
+        "type": "Thing",
+        "name": {"type": "LanguageProperty", "languageMap": {"sv": "Soptunna", "en": "Bin"}},
+        "category": {"type": "VocabProperty", "vocab": "waste"},
+        "readings": {"type": "ListProperty", "valueList": [1, 2, 3]},
+        "parts": {"type": "ListRelationship", "objectList": [{"object": "urn:x:p1"}]},
+        "config": {"type": "JsonProperty", "json": {"any": {"nested": ["json"]}}},
+    }
+    await create(client, entity)
+    body = (await client.get(f"{E}/urn:x:t")).json()
+    assert body["name"]["languageMap"] == {"sv": "Soptunna", "en": "Bin"}
+    assert body["category"] == {"type": "VocabProperty", "vocab": "waste"}
+    assert body["readings"]["valueList"] == [1, 2, 3]
+    assert body["parts"]["objectList"] == [{"object": "urn:x:p1"}]
+    assert body["config"]["json"] == {"any": {"nested": ["json"]}}
+    sv = (await client.get(f"{E}/urn:x:t", params={"lang": "sv"})).json()
+    assert sv["name"] == {"type": "Property", "value": "Soptunna", "lang": "sv"}
+
+
+@pytest.mark.parametrize(
+    ("attribute", "why"),
+    [
+        ({"type": "Property"}, "no value"),
+        ({"type": "Relationship", "object": "not a uri"}, "object not a URI"),
+        ({"type": "GeoProperty", "value": {"type": "Point", "coordinates": [500, 0]}}, "bad geo"),
+        ({"type": "LanguageProperty", "languageMap": "x"}, "languageMap not an object"),
+        ({"type": "ListProperty", "valueList": 3}, "valueList not a list"),
+        ({"type": "JsonProperty", "json": 3}, "json not an object"),
+        ({"type": "Property", "value": 1, "observedAt": "yesterday"}, "bad observedAt"),
+        ({"type": "Nonsense", "value": 1}, "unknown attribute type"),
+        ({"type": "Property", "value": None}, "null value"),
+    ],
+)
+async def test_invalid_attributes_are_rejected_and_nothing_is_stored(
+    client: httpx.AsyncClient, attribute: dict[str, Any], why: str
+) -> None:
+    response = await client.post(E, json={"id": "urn:x:bad", "type": "T", "a": attribute})
+    assert_problem(response, 400, "BadRequestData")
+    assert_problem(await client.get(f"{E}/urn:x:bad"), 404, "ResourceNotFound")
+
+
+async def test_transient_entity_disappears_when_expires_at_passes(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, {**bin_entity("urn:x:old"), "expiresAt": "2020-01-01T00:00:00Z"})
+    await create(client, {**bin_entity("urn:x:new"), "expiresAt": "2099-01-01T00:00:00Z"})
+    assert_problem(await client.get(f"{E}/urn:x:old"), 404, "ResourceNotFound")
+    kept = (await client.get(f"{E}/urn:x:new")).json()
+    assert kept["expiresAt"] == "2099-01-01T00:00:00.000000Z"
