@@ -5,6 +5,7 @@ Entities are written and read in internal form (ngsild/entity.py), below the bro
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import sqlite3
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from stadsnav.ngsild.entity import LOCATION, Entity
-from stadsnav.ngsild.errors import AlreadyExists, Conflict, ResourceNotFound
+from stadsnav.ngsild.errors import AlreadyExists, ResourceNotFound
 from stadsnav.ngsild.geoquery import GeoQuery
 from stadsnav.ngsild.query import EntityQuery, TypeAnd, TypeName, TypeOr
 from stadsnav.store import sqlite as sqlite_module
@@ -157,47 +158,74 @@ async def test_insert_many_reports_taken_ids(store: Store) -> None:
     assert ids(entities) == ["urn:a:0", "urn:a:1", "urn:a:2", "urn:a:3"]
 
 
-async def test_save_checks_version(store: Store) -> None:
+async def test_modify_writes_what_the_change_did(store: Store) -> None:
     await store.insert("", make("urn:a:1"))
-    mine = await store.get("", "urn:a:1")
-    theirs = await store.get("", "urn:a:1")
-    assert mine is not None
-    assert theirs is not None
-    mine.attrs[LEVEL][0]["value"] = 0.7
-    mine.modified_at = T1
-    await store.save("", mine)
-    assert mine.version == 2
-    theirs.attrs[LEVEL][0]["value"] = 0.1
-    with pytest.raises(Conflict):
-        await store.save("", theirs)
+
+    def raise_level(entity: Entity) -> bool:
+        entity.attrs[LEVEL][0]["value"] = 0.7
+        entity.modified_at = T1
+        return True
+
+    assert await store.modify("", "urn:a:1", raise_level)
     found = await store.get("", "urn:a:1")
     assert found is not None
     assert found.attrs[LEVEL][0]["value"] == 0.7
-    assert (found.modified_at, found.version) == (T1, 2)
-    await store.delete("", "urn:a:1")
+    assert found.modified_at == T1
+
+    def change_nothing(entity: Entity) -> bool:
+        entity.attrs[LEVEL][0]["value"] = 0.0
+        return False
+
+    assert await store.modify("", "urn:a:1", change_nothing)
+    unchanged = await store.get("", "urn:a:1")
+    assert unchanged is not None
+    assert unchanged.attrs[LEVEL][0]["value"] == 0.7
+    assert not await store.modify("", "urn:a:missing", raise_level)
+
+
+async def test_modify_rolls_back_when_the_change_fails(store: Store) -> None:
+    await store.insert("", make("urn:a:1"))
+
+    def half_then_fail(entity: Entity) -> bool:
+        entity.attrs[LEVEL][0]["value"] = 0.1
+        raise ResourceNotFound("attribute missing")
+
     with pytest.raises(ResourceNotFound):
-        await store.save("", found)
+        await store.modify("", "urn:a:1", half_then_fail)
+    found = await store.get("", "urn:a:1")
+    assert found is not None
+    assert found.attrs[LEVEL][0]["value"] == 0.5
 
 
-async def test_save_many_skips_changed_and_missing(store: Store) -> None:
+async def test_modify_many_returns_existing_ids_and_reindexes(store: Store) -> None:
     await store.insert_many("", [make("urn:a:1"), make("urn:a:2")])
-    one = await store.get("", "urn:a:1")
-    two = await store.get("", "urn:a:2")
-    assert one is not None
-    assert two is not None
-    stale = copy.deepcopy(two)
-    two.attrs[STATUS] = [instance(value="fresh")]
-    assert await store.save_many("", [two]) == [True]
-    one.attrs[STATUS] = [instance(value="ok")]
-    stale.attrs[STATUS] = [instance(value="stale")]
-    gone = make("urn:a:gone")
-    assert await store.save_many("", [one, stale, gone]) == [True, False, False]
-    found = await store.get_many("", ["urn:a:1", "urn:a:2"])
-    assert found["urn:a:1"].attrs[STATUS][0]["value"] == "ok"
-    assert found["urn:a:2"].attrs[STATUS][0]["value"] == "fresh"
-    # The index follows saves: status is now an attribute of both.
+
+    def add_status(entity: Entity) -> bool:
+        entity.attrs[STATUS] = [instance(value=entity.id)]
+        return True
+
+    found = await store.modify_many("", ["urn:a:2", "urn:a:gone", "urn:a:1"], add_status)
+    assert found == ["urn:a:2", "urn:a:1"]
     entities, _ = await store.query("", EntityQuery(attrs=(STATUS,)))
     assert ids(entities) == ["urn:a:1", "urn:a:2"]
+    assert entities[0].attrs[STATUS][0]["value"] == "urn:a:1"
+
+
+async def test_concurrent_modifications_lose_no_update(store: Store) -> None:
+    await store.insert("", make("urn:a:1"))
+
+    def adder(n: int) -> Any:
+        def add(entity: Entity) -> bool:
+            entity.attrs[f"{NS}a{n}"] = [instance(value=n)]
+            return True
+
+        return add
+
+    results = await asyncio.gather(*(store.modify("", "urn:a:1", adder(n)) for n in range(40)))
+    assert all(results)
+    found = await store.get("", "urn:a:1")
+    assert found is not None
+    assert {f"{NS}a{n}" for n in range(40)} <= set(found.attrs)
 
 
 async def test_upsert_reports_created_and_keeps_created_at(store: Store) -> None:
@@ -219,30 +247,6 @@ async def test_upsert_reports_created_and_keeps_created_at(store: Store) -> None
     assert ids(entities) == ["urn:a:2"]
     stats = {s.attr: s for s in await store.attribute_stats("")}
     assert stats[LOCATION].count == 1
-    # A fresh read can be saved after an upsert.
-    current = found["urn:a:1"]
-    current.attrs[STATUS] = [instance(value="ok")]
-    await store.save("", current)
-
-
-async def test_save_of_a_read_older_than_an_upsert_conflicts(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
-    if isinstance(store, SQLiteStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="SQLiteStore.upsert_many sets version from the incoming entity (0 + 1), "
-                "so a read taken before the upsert still matches: a lost update",
-                strict=True,
-            )
-        )
-    await store.insert("", make("urn:a:1"))
-    before = await store.get("", "urn:a:1")
-    assert before is not None
-    assert await store.upsert_many("", [make("urn:a:1", level=0.9)]) == [False]
-    before.attrs[LEVEL][0]["value"] = 0.1
-    with pytest.raises(Conflict):
-        await store.save("", before)
 
 
 async def test_upsert_same_id_twice_in_one_batch(store: Store) -> None:
@@ -480,10 +484,12 @@ async def test_geo_index_follows_writes(store: Store) -> None:
     assert await store.upsert_many("", [moved]) == [False]
     assert ids((await store.query("", within(18.07, 59.33)))[0]) == ["urn:a:2"]
     assert ids((await store.query("", within(11.97, 57.70)))[0]) == ["urn:a:1"]
-    current = await store.get("", "urn:a:2")
-    assert current is not None
-    current.attrs[LOCATION] = [point(11.97, 57.70), point(18.07, 59.33, dataset="urn:d:2")]
-    assert await store.save_many("", [current]) == [True]
+
+    def two_locations(entity: Entity) -> bool:
+        entity.attrs[LOCATION] = [point(11.97, 57.70), point(18.07, 59.33, dataset="urn:d:2")]
+        return True
+
+    assert await store.modify_many("", ["urn:a:2"], two_locations) == ["urn:a:2"]
     assert ids((await store.query("", within(11.97, 57.70)))[0]) == ["urn:a:1", "urn:a:2"]
     assert ids((await store.query("", within(18.07, 59.33)))[0]) == ["urn:a:2"]
     assert await store.delete("", "urn:a:1")

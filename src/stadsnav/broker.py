@@ -1,14 +1,12 @@
 """The NGSI-LD operations on top of a store: the one place where validation and writes meet.
 
 Payloads arrive parsed (JSON) with their active @context; the broker expands and validates them,
-applies the operation's semantics (ngsild/update.py), and writes through the store with
-optimistic concurrency (a write that lost a race is retried on fresh data).
+applies the operation's semantics (ngsild/update.py), and writes through the store, which runs
+each read-change-write atomically so concurrent writers never lose each other's updates.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +26,6 @@ from stadsnav.ngsild.entity import (
 from stadsnav.ngsild.errors import (
     AlreadyExists,
     BadRequestData,
-    Conflict,
     NgsiLdError,
     NonexistentTenant,
     ResourceNotFound,
@@ -36,14 +33,6 @@ from stadsnav.ngsild.errors import (
 from stadsnav.ngsild.names import check_uri, format_datetime, normalize_datetime
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.store.base import AttributeStat, Store, TypeStat
-
-# Optimistic writes that lost a race retry on fresh data; a short random pause spreads the
-# retries of writers that collided so they do not collide again.
-_RETRIES = 30
-
-
-async def _back_off(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
 
 
 def now() -> str:
@@ -243,21 +232,19 @@ class Broker:
         always: bool = False,
     ) -> update.UpdateOutcome:
         await self.check_tenant(tenant)
-        for attempt in range(_RETRIES):
-            entity = await self.store.get(tenant, entity_id)
-            if entity is None:
-                raise ResourceNotFound(f"Entity {entity_id} not found")
+        outcomes: list[update.UpdateOutcome] = []
+
+        def apply(entity: Entity) -> bool:
             outcome = change(entity)
+            outcomes.append(outcome)
             if not outcome.changed and not always:
-                return outcome
+                return False
             entity.modified_at = now()
-            try:
-                await self.store.save(tenant, entity)
-            except Conflict:
-                await _back_off(attempt)
-                continue
-            return outcome
-        raise Conflict(f"Entity {entity_id} is being modified by others; try again")
+            return True
+
+        if not await self.store.modify(tenant, entity_id, apply):
+            raise ResourceNotFound(f"Entity {entity_id} not found")
+        return outcomes[-1]
 
     # -- batch operations (5.6.7 – 5.6.10, 5.6.20) -------------------------------------------
 
@@ -305,7 +292,9 @@ class Broker:
                     result.success.append(entity.id)
                     created_ids.append(entity.id)
                 else:
-                    result.errors.append((entity.id, Conflict("Created concurrently; retry")))
+                    result.errors.append(
+                        (entity.id, AlreadyExists(f"Entity {entity.id} was created meanwhile"))
+                    )
         self._known_tenants.add(tenant)
         return result, created_ids
 
@@ -378,31 +367,17 @@ class Broker:
         change: Callable[[Entity], None],
         result: BatchResult,
     ) -> list[str]:
-        """Read, change and write back many entities; returns the ids that do not exist."""
-        pending = list(ids)
-        missing: list[str] = []
-        for attempt in range(_RETRIES):
-            if not pending:
-                break
-            if attempt:
-                await _back_off(attempt)
-            found = await self.store.get_many(tenant, pending)
-            missing.extend(i for i in pending if i not in found)
-            batch = [found[i] for i in pending if i in found]
-            stamp = now()
-            for entity in batch:
-                change(entity)
-                entity.modified_at = stamp
-            saved = await self.store.save_many(tenant, batch) if batch else []
-            pending = []
-            for entity, ok in zip(batch, saved, strict=True):
-                if ok:
-                    result.success.append(entity.id)
-                else:
-                    pending.append(entity.id)
-        for entity_id in pending:
-            result.errors.append((entity_id, Conflict("Modified concurrently; retry")))
-        return missing
+        """Change many entities in one transaction; returns the ids that do not exist."""
+        stamp = now()
+
+        def apply(entity: Entity) -> bool:
+            change(entity)
+            entity.modified_at = stamp
+            return True
+
+        found = set(await self.store.modify_many(tenant, ids, apply)) if ids else set()
+        result.success.extend(i for i in ids if i in found)
+        return [i for i in ids if i not in found]
 
     # -- information -----------------------------------------------------------------------------
 

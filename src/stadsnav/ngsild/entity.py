@@ -272,8 +272,6 @@ def _check_value(name: str, kind: str, value: Any, ctx: Context, *, allow_null: 
             return NULL_URI
         raise BadRequestData(f"Attribute {name!r} has a null value")
     if kind == PROPERTY:
-        if isinstance(value, dict) and "@value" in value:
-            return value["@value"]
         return value
     if kind == GEOPROPERTY:
         return validate_geometry(value)

@@ -121,11 +121,3 @@ class LdContextNotAvailable(NgsiLdError):
 
 class InternalError(NgsiLdError):
     pass
-
-
-class Conflict(NgsiLdError):
-    """A concurrent writer changed the entity first; the broker retries."""
-
-    status = 409
-    problem = "InternalError"
-    title = "Concurrent modification"

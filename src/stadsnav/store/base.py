@@ -7,6 +7,7 @@ writes atomically and answers queries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,6 +15,8 @@ from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.query import EntityQuery
 
 DEFAULT_TENANT = ""
+# Alters an entity in place and says whether anything changed.
+Change = Callable[[Entity], bool]
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,13 @@ class Store(Protocol):
         A replaced entity keeps its createdAt.
         """
 
-    async def save(self, tenant: str, entity: Entity) -> None:
-        """Write back an entity read with `get`; Conflict if someone else wrote it meanwhile,
-        ResourceNotFound if it was deleted."""
+    async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
+        """Read an entity, let `change` alter it, and write it back, atomically: no other writer
+        can change the entity in between. `change` returns whether anything changed; whatever it
+        raises rolls the write back. False if the entity does not exist."""
 
-    async def save_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        """`save` for several entities in one transaction; False where the entity changed."""
+    async def modify_many(self, tenant: str, ids: list[str], change: Change) -> list[str]:
+        """`modify` for several entities in one transaction; returns the ids that exist."""
 
     async def get(self, tenant: str, entity_id: str) -> Entity | None: ...
 

@@ -22,14 +22,14 @@ import shapely
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
-from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from stadsnav.ngsild.entity import GEOPROPERTY, Entity
-from stadsnav.ngsild.errors import AlreadyExists, Conflict, ResourceNotFound
+from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, TypeStat
+from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, TypeStat
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
 
@@ -111,6 +111,17 @@ _SAVE_SQL = (
     f"{_STAGE} t ON c.tenant = %s AND c.id = t.id AND c.version = t.version "
     "ORDER BY c.id FOR UPDATE OF c) AS l WHERE e.pk = l.pk "
     "RETURNING e.id, e.pk, false, e.created_at, e.version"
+)
+# One entity at a time: plain parameters, index rows from arrays.
+_ROW = "%s, %s, %s, %s, %s, %s, %s, %s"
+_INSERT_ONE = (
+    "WITH ins AS (INSERT INTO entities (tenant, id, types, scopes, doc, created_at, modified_at, "
+    f"expires_at, version) VALUES ({_ROW}, 1) ON CONFLICT (tenant, id) DO NOTHING RETURNING pk), "
+    "a AS (INSERT INTO entity_attrs (tenant, attr, entity, kinds) SELECT %s, u.attr, ins.pk, "
+    "u.kinds FROM ins, unnest(%s::text[], %s::text[]) AS u(attr, kinds)), "
+    "g AS (INSERT INTO entity_geo (entity, attr, geom) SELECT ins.pk, u.attr, u.geom::geometry "
+    "FROM ins, unnest(%s::text[], %s::text[]) AS u(attr, geom)) "
+    "SELECT pk FROM ins"
 )
 # Deleting entities deletes their index rows in the same statement.
 _DELETE = (
@@ -215,8 +226,21 @@ class PostgresStore:
     # -- writes --------------------------------------------------------------------------------
 
     async def insert(self, tenant: str, entity: Entity) -> None:
-        if not (await self._write(tenant, [entity], "insert"))[0]:
-            raise AlreadyExists(f"Entity {entity.id} already exists")
+        # One statement writes the entity row and its index rows, if the id is free.
+        attrs, geo = _index_arrays(entity)
+        params = (*_row_params(tenant, entity), tenant, *attrs, *geo)
+        async with self.pool.connection() as conn:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                if tenant != DEFAULT_TENANT:
+                    await conn.execute(
+                        "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,)
+                    )
+                inserted = await conn.execute(_INSERT_ONE, params)
+                await conn.execute("COMMIT")
+            if await inserted.fetchone() is None:
+                raise AlreadyExists(f"Entity {entity.id} already exists")
+        entity.version = 1
 
     async def insert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
         return await self._write(tenant, entities, "insert")
@@ -248,22 +272,25 @@ class PostgresStore:
                 await _reindex(conn, tenant, written, first=n == 0)
         return results
 
-    async def save(self, tenant: str, entity: Entity) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
-            if await _save(conn, tenant, [entity]) == [True]:
-                return
-            cursor = await conn.execute(
-                "SELECT 1 FROM entities WHERE tenant = %s AND id = %s", (tenant, entity.id)
-            )
-            if await cursor.fetchone() is None:
-                raise ResourceNotFound(f"Entity {entity.id} not found")
-            raise Conflict(f"Entity {entity.id} was modified concurrently")
+    async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
+        return bool(await self.modify_many(tenant, [entity_id], change))
 
-    async def save_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        if not entities:
+    async def modify_many(self, tenant: str, ids: list[str], change: Change) -> list[str]:
+        if not ids:
             return []
         async with self.pool.connection() as conn, conn.transaction():
-            return await _save(conn, tenant, entities)
+            # Locked in id order, so concurrent batches over shared entities cannot deadlock.
+            cursor = await conn.execute(
+                f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = %s AND e.id = ANY(%s) "
+                f"AND {_LIVE} ORDER BY e.id FOR UPDATE",
+                (tenant, list(dict.fromkeys(ids)), _now()),
+            )
+            found = [_entity(row) for row in await cursor.fetchall()]
+            changed = [entity for entity in found if change(entity)]
+            if changed:
+                await _save(conn, tenant, changed)
+        present = {entity.id for entity in found}
+        return [entity_id for entity_id in dict.fromkeys(ids) if entity_id in present]
 
     async def delete(self, tenant: str, entity_id: str) -> bool:
         return (await self.delete_many(tenant, [entity_id]))[0]
@@ -394,8 +421,9 @@ async def _create_database(url: str, name: str) -> bool:
         if await cursor.fetchone() is not None:
             return False
         quoted = '"' + name.replace('"', '""') + '"'
-        # Another worker may have created it meanwhile.
-        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+        # Another worker may have created it meanwhile (two concurrent CREATE DATABASE can also
+        # collide on pg_database's unique index rather than report a duplicate database).
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             await conn.execute(f"CREATE DATABASE {quoted}".encode())
     return True
 
@@ -545,6 +573,44 @@ async def _reindex(
             await cursor.execute(_ADD_ATTRS, (tenant, stale))
         if old_geo:
             await cursor.execute(_ADD_GEO, (stale,))
+
+
+def _row_params(tenant: str, entity: Entity) -> tuple[Any, ...]:
+    """The `_ROW` parameters of an entity."""
+    return (
+        tenant,
+        entity.id,
+        entity.types,
+        None if entity.scopes is None else Jsonb(entity.scopes),
+        Jsonb(entity.attrs),
+        entity.created_at,
+        entity.modified_at,
+        entity.expires_at,
+    )
+
+
+def _index_arrays(
+    entity: Entity,
+) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+    """The index rows of one entity: (attribute names, kinds) and (attribute names, hex EWKB)."""
+    names: list[str] = []
+    kinds: list[str] = []
+    geo_names: list[str] = []
+    geojson: list[bytes] = []
+    for attr, instances in entity.attrs.items():
+        types = {instance["type"] for instance in instances}
+        names.append(attr)
+        kinds.append(",".join(sorted(types)))
+        for instance in instances:
+            value = instance.get("value")
+            if instance["type"] == GEOPROPERTY and isinstance(value, dict):
+                geo_names.append(attr)
+                geojson.append(orjson.dumps(value))
+    ewkb: list[str] = []
+    if geojson:
+        geometries = shapely.set_srid(shapely.from_geojson(geojson), 4326)
+        ewkb = shapely.to_wkb(geometries, hex=True, include_srid=True, output_dimension=2).tolist()
+    return (names, kinds), (geo_names, ewkb)
 
 
 def _geo_lines(rows: list[tuple[bytes, bytes]]) -> bytes:

@@ -23,11 +23,11 @@ import orjson
 import shapely
 
 from stadsnav.ngsild.entity import GEOPROPERTY, Entity
-from stadsnav.ngsild.errors import AlreadyExists, Conflict, ResourceNotFound
+from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.store import geosql, qsql
-from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, TypeStat
+from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, TypeStat
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
 
@@ -178,33 +178,28 @@ class SQLiteStore:
 
         return await self._write(run)
 
-    async def save(self, tenant: str, entity: Entity) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT pk, version FROM entities WHERE tenant = ? AND id = ?", (tenant, entity.id)
-            ).fetchone()
-            if row is None:
-                raise ResourceNotFound(f"Entity {entity.id} not found")
-            if row[1] != entity.version:
-                raise Conflict(f"Entity {entity.id} was modified concurrently")
-            _update(conn, tenant, row[0], entity)
+    async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
+        return bool(await self.modify_many(tenant, [entity_id], change))
 
-        await self._write(run)
+    async def modify_many(self, tenant: str, ids: list[str], change: Change) -> list[str]:
+        now = _now()
 
-    async def save_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        def run(conn: sqlite3.Connection) -> list[bool]:
-            results = []
-            for entity in entities:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            # On the writer thread, so nobody can write these entities between read and write.
+            found: list[str] = []
+            for entity_id in dict.fromkeys(ids):
                 row = conn.execute(
-                    "SELECT pk, version FROM entities WHERE tenant = ? AND id = ?",
-                    (tenant, entity.id),
+                    f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id = ? "
+                    "AND (e.expires_at IS NULL OR e.expires_at > ?)",
+                    (tenant, entity_id, now),
                 ).fetchone()
-                if row is None or row[1] != entity.version:
-                    results.append(False)
+                if row is None:
                     continue
-                _update(conn, tenant, row[0], entity)
-                results.append(True)
-            return results
+                entity = _entity(row)
+                if change(entity):
+                    _update(conn, tenant, row[0], entity)
+                found.append(entity_id)
+            return found
 
         return await self._write(run)
 
