@@ -119,3 +119,11 @@ async def test_contexts_on_private_networks_are_not_fetched_by_default(
             )
             assert_problem(response, 503, "LdContextNotAvailable")
             assert _ContextHandler.hits == before
+
+
+async def test_malformed_context_url_is_503_not_a_crash(client: httpx.AsyncClient) -> None:
+    garbled = "http://127.0.0.1:8087http://127.0.0.1:8087/context.jsonld"
+    response = await client.post(
+        E, json={"id": "urn:c:1", "type": "Bin"}, headers={"Link": link(garbled)}
+    )
+    assert_problem(response, 503, "LdContextNotAvailable")

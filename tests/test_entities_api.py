@@ -342,3 +342,76 @@ async def test_transient_entity_disappears_when_expires_at_passes(
     assert_problem(await client.get(f"{E}/urn:x:old"), 404, "ResourceNotFound")
     kept = (await client.get(f"{E}/urn:x:new")).json()
     assert kept["expiresAt"] == "2099-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    "null",
+    [
+        {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}},
+        {"type": "VocabProperty", "vocab": "urn:ngsi-ld:null"},
+        {"type": "ListProperty", "valueList": ["urn:ngsi-ld:null"]},
+        {"type": "ListRelationship", "objectList": [{"object": "urn:ngsi-ld:null"}]},
+        {"type": "JsonProperty", "json": "urn:ngsi-ld:null"},
+        {"type": "Relationship", "object": "urn:ngsi-ld:null"},
+    ],
+)
+async def test_merge_with_the_null_of_each_attribute_type_deletes_it(
+    client: httpx.AsyncClient, null: dict[str, Any]
+) -> None:
+    await create(
+        client,
+        {
+            "id": "urn:x:n",
+            "type": "T",
+            "a": {"type": "Property", "value": 1},
+            "b": {"type": "Property", "value": 2},
+        },
+    )
+    assert (await client.patch(f"{E}/urn:x:n", json={"a": null})).status_code == 204
+    body = (await client.get(f"{E}/urn:x:n")).json()
+    assert "a" not in body
+    assert body["b"]["value"] == 2
+
+
+async def test_update_and_append_add_types_and_scopes(client: httpx.AsyncClient) -> None:
+    await create(client, {**bin_entity("urn:x:s"), "scope": "/Stockholm"})
+    patched = await client.patch(
+        f"{E}/urn:x:s/attrs",
+        json={"type": "Asset", "status": {"type": "Property", "value": "x"}, "scope": "/Kista"},
+    )
+    assert patched.status_code == 204
+    body = (await client.get(f"{E}/urn:x:s")).json()
+    assert body["type"] == ["WasteContainer", "Asset"]
+    assert body["scope"] == "/Kista"
+    kept = await client.post(
+        f"{E}/urn:x:s/attrs", params={"options": "noOverwrite"}, json={"scope": "/Solna"}
+    )
+    assert kept.status_code == 204
+    assert (await client.get(f"{E}/urn:x:s")).json()["scope"] == ["/Kista", "/Solna"]
+
+
+async def test_replace_changes_type_and_scope_even_without_attributes(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, {"id": "urn:x:r", "type": "A", "scope": "/a"})
+    response = await client.put(f"{E}/urn:x:r", json={"type": "B", "scope": "/b"})
+    assert response.status_code == 204
+    body = (await client.get(f"{E}/urn:x:r")).json()
+    assert (body["type"], body["scope"]) == ("B", "/b")
+
+
+async def test_projection_that_leaves_nothing_is_404(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:p"))
+    for params in ({"attrs": "ghost"}, {"pick": "ghost"}):
+        response = await client.get(f"{E}/urn:x:p", params=params)
+        assert_problem(response, 404, "ResourceNotFound")
+    everything = "id,type,fillingLevel,status,location,refDevice"
+    assert_problem(
+        await client.get(f"{E}/urn:x:p", params={"omit": everything}), 404, "ResourceNotFound"
+    )
+
+
+async def test_geojson_carries_the_context_in_the_body(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:g"))
+    got = await client.get(f"{E}/urn:x:g", headers={"Accept": "application/geo+json"})
+    assert got.json()["@context"] == CORE

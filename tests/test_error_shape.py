@@ -68,7 +68,6 @@ async def test_unknown_route_and_method_are_problem_details(client: httpx.AsyncC
         {},
         {"type": "T", "limit": "-1"},
         {"type": "T", "limit": "abc"},
-        {"type": "T", "options": "nonsense"},
         {"type": "T", "count": "maybe"},
         {"type": "T", "idPattern": "(["},
         {"type": "(T"},
@@ -82,6 +81,33 @@ async def test_bad_query_parameters_are_400(
 ) -> None:
     await create(client, bin_entity("urn:x:1"))
     assert_problem(await client.get(E, params=params), 400, "BadRequestData")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"type": "T", "options": "nonsense"}, {"type": "T", "format": "pretty"}],
+)
+async def test_unknown_options_and_formats_are_400_invalid_request(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    assert_problem(await client.get(E, params=params), 400, "InvalidRequest")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"attrs": "status", "pick": "status"},
+        {"attrs": "status", "omit": "status"},
+        {"pick": "id,,status"},
+        {"pick": "refDevice{id}"},
+        {"attrs": "id,type"},
+    ],
+)
+async def test_invalid_projections_are_400(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    assert_problem(await client.get(f"{E}/urn:x:1", params=params), 400, "BadRequestData")
 
 
 async def test_limit_over_the_maximum_is_403_too_many_results(client: httpx.AsyncClient) -> None:
@@ -100,3 +126,16 @@ async def test_failed_update_changes_nothing(client: httpx.AsyncClient) -> None:
     assert_problem(bad, 400, "BadRequestData")
     after = (await client.get(f"{E}/urn:x:1", params={"options": "sysAttrs"})).json()
     assert after == before
+
+
+async def test_unknown_url_parameters_are_400_invalid_request(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    for path in (f"{E}/urn:x:1", "/ngsi-ld/v1/types", f"{E}?type=WasteContainer"):
+        response = await client.get(path, params={"invalidParam": "x"})
+        assert_problem(response, 400, "InvalidRequest")
+
+
+async def test_spec_parameters_not_implemented_are_422(client: httpx.AsyncClient) -> None:
+    await create(client, bin_entity("urn:x:1"))
+    response = await client.get(f"{E}/urn:x:1", params={"join": "flat"})
+    assert_problem(response, 422, "OperationNotSupported")

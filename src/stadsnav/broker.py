@@ -109,7 +109,7 @@ class Broker:
             entity.attrs = fresh.attrs
             return update.UpdateOutcome(updated=list(fresh.attrs))
 
-        await self._modify(tenant, entity_id, change)
+        await self._modify(tenant, entity_id, change, always=True)
 
     async def merge(self, tenant: str, entity_id: str, payload: Any, ctx: Context) -> None:
         """Merge Entity (5.6.17, PATCH /entities/{id})."""
@@ -125,9 +125,7 @@ class Broker:
 
         def change(entity: Entity) -> update.UpdateOutcome:
             outcome = update.merge(entity.attrs, fragment, stamp)
-            for type_ in extra_types:
-                if type_ not in entity.types:
-                    entity.types.append(type_)
+            _add_types(entity, extra_types)
             if scopes is not None:
                 entity.scopes = scopes
             if expires is not None:
@@ -148,12 +146,11 @@ class Broker:
 
         def change(entity: Entity) -> update.UpdateOutcome:
             outcome = update.append(entity.attrs, fragment, overwrite=overwrite)
-            for type_ in extra_types:
-                if type_ not in entity.types:
-                    entity.types.append(type_)
-                    outcome.updated.append("type")
+            _add_types(entity, extra_types)
             if scopes is not None:
-                entity.scopes = scopes
+                # noOverwrite keeps what is there and adds the new scopes to it.
+                kept = [] if overwrite else entity.scopes or []
+                entity.scopes = kept + [s for s in scopes if s not in kept]
             return outcome
 
         return await self._modify(tenant, entity_id, change, always=bool(extra_types or scopes))
@@ -165,9 +162,20 @@ class Broker:
         check_uri(entity_id, "Entity id")
         body = _fragment_object(payload, entity_id)
         fragment = expand_attrs(body, ctx, now(), allow_null=True)
-        return await self._modify(
-            tenant, entity_id, lambda entity: update.update(entity.attrs, fragment)
-        )
+        extra_types = _optional_types(body, ctx)
+        scopes = parse_scopes(body["scope"]) if "scope" in body else None
+
+        def change(entity: Entity) -> update.UpdateOutcome:
+            outcome = update.update(entity.attrs, fragment)
+            _add_types(entity, extra_types)
+            if scopes is not None:
+                if entity.scopes is None:
+                    outcome.not_updated.append(("scope", "The entity has no scope to update"))
+                else:
+                    entity.scopes = scopes
+            return outcome
+
+        return await self._modify(tenant, entity_id, change, always=bool(extra_types or scopes))
 
     async def update_attribute(
         self, tenant: str, entity_id: str, attr: str, payload: Any, ctx: Context
@@ -280,9 +288,7 @@ class Broker:
             def change(entity: Entity) -> None:
                 fresh = fragments[entity.id]
                 update.append(entity.attrs, fresh.attrs, overwrite=True)
-                for type_ in fresh.types:
-                    if type_ not in entity.types:
-                        entity.types.append(type_)
+                _add_types(entity, fresh.types)
 
             missing = await self._modify_many(tenant, list(fragments), change, result)
             new = [fragments[i] for i in missing]
@@ -308,6 +314,7 @@ class Broker:
 
         def change(entity: Entity) -> None:
             update.append(entity.attrs, fragments[entity.id].attrs, overwrite=overwrite)
+            _add_types(entity, fragments[entity.id].types)
 
         missing = await self._modify_many(tenant, list(fragments), change, result)
         for entity_id in missing:
@@ -334,9 +341,7 @@ class Broker:
         def change(entity: Entity) -> None:
             attrs, types = fragments[entity.id]
             update.merge(entity.attrs, attrs, stamp)
-            for type_ in types:
-                if type_ not in entity.types:
-                    entity.types.append(type_)
+            _add_types(entity, types)
 
         missing = await self._modify_many(tenant, list(fragments), change, result)
         for entity_id in missing:
@@ -393,6 +398,10 @@ class Broker:
         return await self.store.delete_expired(now())
 
 
+def _add_types(entity: Entity, types: list[str]) -> None:
+    entity.types.extend(t for t in types if t not in entity.types)
+
+
 def _fragment_object(payload: Any, entity_id: str | None) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadRequestData("The payload must be a JSON object")
@@ -433,7 +442,5 @@ def _merge_duplicates(entities: list[Entity]) -> list[Entity]:
             merged[entity.id] = entity
         else:
             earlier.attrs.update(entity.attrs)
-            for type_ in entity.types:
-                if type_ not in earlier.types:
-                    earlier.types.append(type_)
+            _add_types(earlier, entity.types)
     return list(merged.values())

@@ -160,7 +160,7 @@ class ContextResolver:
                             raise LdContextNotAvailable(
                                 f"@context {url} is larger than {limit} bytes"
                             )
-        except (httpx.HTTPError, TimeoutError, OSError) as error:
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError) as error:
             raise LdContextNotAvailable(f"@context {url} could not be fetched: {error}") from None
         try:
             document = orjson.loads(bytes(body))
@@ -208,7 +208,10 @@ class ContextResolver:
 
 async def _refuse_internal(url: str) -> None:
     """Refuse URLs whose host resolves to a loopback, private or link-local address."""
-    host = httpx.URL(url).host
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL as error:
+        raise LdContextNotAvailable(f"@context {url!r:.200} is not a valid URL: {error}") from None
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None)
     except OSError as error:

@@ -122,6 +122,7 @@ async def batch_merge(request: Request) -> Response:
 
 async def batch_delete(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.BATCH)
     body = await read_body(request, svc.settings.max_body_bytes)
     ids = _array(body, svc)
     result = await svc.broker.batch_delete(tenant_of(request), ids)
@@ -131,6 +132,7 @@ async def batch_delete(request: Request) -> Response:
 async def batch_query(request: Request) -> Response:
     """Query Entity via POST (clause 6.23): a Query object in the body, paging in the URL."""
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_QUERY)
     media = accepted(request, (JSON, JSONLD))
     body = await read_body(request, svc.settings.max_body_bytes)
     ctx = await svc.context(body.context)

@@ -12,7 +12,7 @@ from stadsnav.api import params
 from stadsnav.api.negotiation import GEOJSON, JSON, JSONLD, accepted, read_body, respond, tenant_of
 from stadsnav.api.services import services
 from stadsnav.ngsild.context import Context
-from stadsnav.ngsild.errors import BadRequestData
+from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
 from stadsnav.ngsild.names import check_uri
 from stadsnav.ngsild.render import render_entity, render_geojson
 from stadsnav.ngsild.update import UpdateOutcome
@@ -22,6 +22,7 @@ BASE = "/ngsi-ld/v1"
 
 async def create_entity(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes)
     ctx = await svc.context(body.context)
     entity_id = await svc.broker.create(tenant_of(request), body.payload, ctx)
@@ -32,11 +33,13 @@ async def create_entity(request: Request) -> Response:
 
 async def query_entities(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_QUERY)
     media = accepted(request, (JSON, JSONLD, GEOJSON))
     ctx, reference = await svc.request_context(request)
     query = params.entity_query(request.query_params, ctx, svc.settings)
     rep = params.representation(request.query_params, ctx)
     entities, total = await svc.broker.query(tenant_of(request), query)
+    entities = [e for e in entities if rep.keeps_any(e)]
     headers = {} if total is None else {"NGSILD-Results-Count": str(total)}
     if media == GEOJSON:
         collection = {
@@ -50,6 +53,7 @@ async def query_entities(request: Request) -> Response:
 
 async def purge_entities(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.PURGE)
     ctx, _ = await svc.request_context(request)
     query = params.entity_query(request.query_params, ctx, svc.settings)
     await svc.broker.purge(tenant_of(request), query)
@@ -58,10 +62,13 @@ async def purge_entities(request: Request) -> Response:
 
 async def retrieve_entity(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_RETRIEVE)
     media = accepted(request, (JSON, JSONLD, GEOJSON))
     ctx, reference = await svc.request_context(request)
     rep = params.representation(request.query_params, ctx)
     entity = await svc.broker.retrieve(tenant_of(request), request.path_params["entity_id"])
+    if not rep.keeps_any(entity):
+        raise ResourceNotFound(f"Entity {entity.id} has none of the attributes asked for")
     if media == GEOJSON:
         return respond(render_geojson(entity, ctx, rep), media, reference)
     return respond(render_entity(entity, ctx, rep), media, reference)
@@ -69,6 +76,7 @@ async def retrieve_entity(request: Request) -> Response:
 
 async def replace_entity(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes)
     ctx = await svc.context(body.context)
     await svc.broker.replace(
@@ -79,6 +87,7 @@ async def replace_entity(request: Request) -> Response:
 
 async def merge_entity(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes, patch=True)
     ctx = await svc.context(body.context)
     await svc.broker.merge(tenant_of(request), request.path_params["entity_id"], body.payload, ctx)
@@ -87,12 +96,14 @@ async def merge_entity(request: Request) -> Response:
 
 async def delete_entity(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     await svc.broker.delete(tenant_of(request), request.path_params["entity_id"])
     return Response(status_code=204)
 
 
 async def append_attrs(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes)
     ctx = await svc.context(body.context)
     overwrite = "noOverwrite" not in params.options(request.query_params)
@@ -108,6 +119,7 @@ async def append_attrs(request: Request) -> Response:
 
 async def update_attrs(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes, patch=True)
     ctx = await svc.context(body.context)
     outcome = await svc.broker.update_attrs(
@@ -118,6 +130,7 @@ async def update_attrs(request: Request) -> Response:
 
 async def update_attribute(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes, patch=True)
     ctx = await svc.context(body.context)
     payload = body.payload
@@ -135,6 +148,7 @@ async def update_attribute(request: Request) -> Response:
 
 async def replace_attribute(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ENTITY_WRITE)
     body = await read_body(request, svc.settings.max_body_bytes)
     ctx = await svc.context(body.context)
     payload = body.payload
@@ -152,6 +166,7 @@ async def replace_attribute(request: Request) -> Response:
 
 async def delete_attribute(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.ATTRIBUTE_DELETE)
     ctx, _ = await svc.request_context(request)
     delete_all = request.query_params.get("deleteAll", "false")
     if delete_all not in ("true", "false"):

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from stadsnav.api import params
 from stadsnav.api.negotiation import JSON, JSONLD, accepted, respond, tenant_of
 from stadsnav.api.services import services
 from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
@@ -26,6 +27,7 @@ def _details(request: Request) -> bool:
 
 async def list_types(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.DETAILS)
     media = accepted(request, (JSON, JSONLD))
     ctx, reference = await svc.request_context(request)
     stats = await svc.broker.type_stats(tenant_of(request))
@@ -51,6 +53,7 @@ async def list_types(request: Request) -> Response:
 
 async def type_info(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.DETAILS)
     media = accepted(request, (JSON, JSONLD))
     ctx, reference = await svc.request_context(request)
     iri = ctx.expand(check_name(request.path_params["type"], "Entity type"))
@@ -78,6 +81,7 @@ async def type_info(request: Request) -> Response:
 
 async def list_attributes(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.DETAILS)
     media = accepted(request, (JSON, JSONLD))
     ctx, reference = await svc.request_context(request)
     stats = await svc.broker.attribute_stats(tenant_of(request))
@@ -103,6 +107,7 @@ async def list_attributes(request: Request) -> Response:
 
 async def attribute_info(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.DETAILS)
     media = accepted(request, (JSON, JSONLD))
     ctx, reference = await svc.request_context(request)
     iri = ctx.expand(check_name(request.path_params["attr"], "Attribute name"))

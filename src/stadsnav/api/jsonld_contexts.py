@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from stadsnav.api import params
 from stadsnav.api.negotiation import JSON, JSONLD, accepted, read_json, respond
 from stadsnav.api.services import services
 from stadsnav.contexts import StoredContext
@@ -33,6 +34,7 @@ def _describe(stored: StoredContext) -> dict[str, Any]:
 
 async def list_contexts(request: Request) -> Response:
     svc = services(request)
+    params.check_known(request.query_params, params.CONTEXTS)
     accepted(request, (JSON, JSONLD))
     kind = request.query_params.get("kind")
     if kind is not None and kind not in _KINDS:

@@ -180,12 +180,15 @@ def respond(
 ) -> Response:
     """A JSON response in the chosen media type, with the @context where the spec wants it."""
     extra = dict(headers or {})
+    if media == GEOJSON and isinstance(data, dict):
+        # GeoJSON carries the @context in the body (clause 6.3.15) as well as in Link.
+        data = {**data, "@context": context if context is not None else CORE_CONTEXT_URL}
     if media == JSONLD:
         embedded = context if context is not None else CORE_CONTEXT_URL
         if isinstance(data, list):
             data = [{**item, "@context": embedded} for item in data]
         elif isinstance(data, dict):
             data = {**data, "@context": embedded}
-    else:
+    if media != JSONLD:
         extra["Link"] = f'<{context_url(context)}>; rel="{CONTEXT_REL}"; type="{JSONLD}"'
     return Response(orjson.dumps(data), status_code=status, media_type=media, headers=extra)

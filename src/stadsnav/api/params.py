@@ -7,7 +7,13 @@ import re
 from starlette.datastructures import QueryParams
 
 from stadsnav.ngsild.context import Context
-from stadsnav.ngsild.errors import BadRequestData, TooManyResults
+from stadsnav.ngsild.entity import RESERVED_ATTRIBUTE_NAMES
+from stadsnav.ngsild.errors import (
+    BadRequestData,
+    InvalidRequest,
+    OperationNotSupported,
+    TooManyResults,
+)
 from stadsnav.ngsild.geoquery import parse_geoquery
 from stadsnav.ngsild.names import check_name, check_uri
 from stadsnav.ngsild.qlang import parse_q
@@ -36,6 +42,32 @@ _FORMATS: dict[str, Format] = {
 }
 
 
+_REPRESENTATION = {"options", "format", "attrs", "pick", "omit", "lang", "geometryProperty"}
+# The URL parameters each kind of request understands (clause 6.3.20: others are refused).
+ENTITY_QUERY = _REPRESENTATION | {
+    "id", "type", "idPattern", "q", "georel", "geometry", "coordinates", "geoproperty",
+    "scopeQ", "limit", "offset", "count", "local",
+}  # fmt: skip
+ENTITY_RETRIEVE = _REPRESENTATION | {"type", "local"}
+ENTITY_WRITE = {"options", "type", "local"}
+ATTRIBUTE_DELETE = {"datasetId", "deleteAll", "type", "local"}
+BATCH = {"options", "local"}
+PURGE = ENTITY_QUERY
+DETAILS = {"details", "limit", "offset", "local"}
+CONTEXTS = {"details", "kind"}
+# Parameters of the spec that stadsnav does not implement yet (docs/api.md).
+_NOT_YET = {"join", "joinLevel", "datasetId", "csf", "containedBy", "entityMap", "orderBy"}
+
+
+def check_known(params: QueryParams, allowed: set[str]) -> None:
+    for key in params:
+        if key in allowed:
+            continue
+        if key in _NOT_YET:
+            raise OperationNotSupported(f"The parameter {key!r} is not supported yet")
+        raise InvalidRequest(f"Unknown URL parameter {key!r:.100}")
+
+
 def options(params: QueryParams) -> set[str]:
     found: set[str] = set()
     for raw in params.getlist("options"):
@@ -44,7 +76,7 @@ def options(params: QueryParams) -> set[str]:
             if not option:
                 continue
             if option not in _OPTIONS:
-                raise BadRequestData(f"Unknown option {option!r:.100}")
+                raise InvalidRequest(f"Unknown option {option!r:.100}")
             found.add(option)
     return found
 
@@ -53,9 +85,11 @@ def _names(params: QueryParams, key: str) -> list[str] | None:
     values = params.getlist(key)
     if not values:
         return None
-    names = [n.strip() for raw in values for n in raw.split(",") if n.strip()]
-    if not names:
-        raise BadRequestData(f"{key} must list at least one name")
+    names = [n.strip() for raw in values for n in raw.split(",")]
+    if not all(names):
+        raise BadRequestData(f"{key} has an empty name: {','.join(values)!r:.200}")
+    if any("{" in n or "}" in n for n in names):
+        raise BadRequestData(f"Nested projection in {key} is not supported yet")
     return names
 
 
@@ -65,27 +99,29 @@ def representation(params: QueryParams, ctx: Context) -> Representation:
     fmt = params.get("format")
     if fmt is not None:
         if fmt not in _FORMATS:
-            raise BadRequestData(f"Unknown format {fmt!r:.100}")
+            raise InvalidRequest(f"Unknown format {fmt!r:.100}")
         formats = {_FORMATS[fmt]}
     if len(formats) > 1:
         raise BadRequestData("Only one of keyValues, concise and normalized may be asked for")
     pick_names = _names(params, "pick")
     attrs_names = _names(params, "attrs")
-    pick: frozenset[str] | None = None
-    if pick_names is not None or attrs_names is not None:
-        chosen = (pick_names or []) + (attrs_names or [])
-        pick = frozenset(_expand_projection(n, ctx) for n in chosen)
-        if pick_names is None:
-            # `attrs` only narrows attributes: id and type always stay.
-            pick = pick | {"id", "type"}
     omit_names = _names(params, "omit") or []
+    if attrs_names is not None and (pick_names is not None or omit_names):
+        raise BadRequestData("attrs cannot be combined with pick or omit")
     if pick_names is not None and omit_names:
         raise BadRequestData("pick and omit cannot be used together")
+    pick: frozenset[str] | None = None
+    if pick_names is not None:
+        pick = frozenset(_expand_projection(n, ctx) for n in pick_names)
+    elif attrs_names is not None:
+        # `attrs` only narrows attributes: id and type always stay.
+        pick = frozenset(_attribute(n, ctx) for n in attrs_names) | {"id", "type"}
     lang = params.get("lang")
     return Representation(
         format=formats.pop() if formats else "normalized",
         sys_attrs="sysAttrs" in opts,
         pick=pick,
+        attributes_only=attrs_names is not None,
         omit=frozenset(_expand_projection(n, ctx) for n in omit_names),
         lang=lang,
         geometry_property=ctx.expand(params.get("geometryProperty", "location")),
@@ -95,7 +131,18 @@ def representation(params: QueryParams, ctx: Context) -> Representation:
 def _expand_projection(name: str, ctx: Context) -> str:
     if name in ("id", "type", "scope"):
         return name
-    return ctx.expand(check_name(name, "Attribute name"))
+    return _attribute(name, ctx)
+
+
+def _attribute(name: str, ctx: Context) -> str:
+    return ctx.expand(_checked(name))
+
+
+def _checked(name: str) -> str:
+    """An attribute name as `attrs` may list it: not a core member such as id or type."""
+    if name in RESERVED_ATTRIBUTE_NAMES:
+        raise BadRequestData(f"{name!r} is not an attribute name")
+    return check_name(name, "Attribute name")
 
 
 def entity_query(
@@ -142,7 +189,7 @@ def entity_query(
         raise BadRequestData("count must be true or false")
     attr_filter = None
     if attrs_names is not None and pick_names is None:
-        attr_filter = tuple(ctx.expand(check_name(n, "Attribute name")) for n in attrs_names)
+        attr_filter = tuple(_attribute(n, ctx) for n in attrs_names)
     return EntityQuery(
         ids=tuple(ids) if ids is not None else None,
         id_pattern=id_pattern,

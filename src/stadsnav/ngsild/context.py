@@ -167,13 +167,28 @@ class Context:
             return hit
         term = self._reverse.get(iri)
         if term is None:
-            if self.vocab and iri.startswith(self.vocab) and len(iri) > len(self.vocab):
-                term = iri[len(self.vocab) :]
-            else:
-                term = iri
+            suffix = iri[len(self.vocab) :] if self.vocab and iri.startswith(self.vocab) else ""
+            # A suffix the context defines as a term means something else: the vocabulary
+            # cannot shorten this IRI, a prefix may.
+            term = suffix if suffix and suffix not in self.terms else self._prefixed(iri)
         if len(self._compact_cache) < 10_000:
             self._compact_cache[iri] = term
         return term
+
+    def _prefixed(self, iri: str) -> str:
+        """The compact IRI `prefix:rest` with the longest matching prefix, else the IRI."""
+        best: tuple[int, str] | None = None
+        for term, definition in self.terms.items():
+            prefix = definition.iri
+            if (
+                prefix.endswith(("/", "#"))
+                and iri.startswith(prefix)
+                and len(iri) > len(prefix)
+                and ":" not in term
+                and (best is None or len(prefix) > best[0])
+            ):
+                best = (len(prefix), term)
+        return f"{best[1]}:{iri[best[0] :]}" if best else iri
 
     def term_type(self, term: str) -> str | None:
         definition = self.terms.get(term)

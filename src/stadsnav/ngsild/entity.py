@@ -266,8 +266,19 @@ def _concise_value(name: str, raw: Any, *, allow_null: bool) -> Instance:
     return {"type": PROPERTY, "value": raw}
 
 
+def _is_null_form(value: Any) -> bool:
+    """The NGSI-LD Null of each attribute type (clause 4.5.x): a deletion in merge operations."""
+    return (
+        value is None
+        or value == NULL_URI
+        or value == {"@none": NULL_URI}
+        or value == [NULL_URI]
+        or value == [{"object": NULL_URI}]
+    )
+
+
 def _check_value(name: str, kind: str, value: Any, ctx: Context, *, allow_null: bool) -> Any:
-    if value is None or value == NULL_URI:
+    if _is_null_form(value) if allow_null else value is None or value == NULL_URI:
         if allow_null:
             return NULL_URI
         raise BadRequestData(f"Attribute {name!r} has a null value")

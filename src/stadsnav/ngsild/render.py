@@ -36,9 +36,24 @@ class Representation:
     omit: frozenset[str] = frozenset()
     lang: str | None = None
     geometry_property: str = LOCATION
+    # `attrs` (not `pick`) was given: an entity is shown only with one of those attributes.
+    attributes_only: bool = False
 
     def keeps(self, iri: str) -> bool:
         return (self.pick is None or iri in self.pick) and iri not in self.omit
+
+    @property
+    def projects(self) -> bool:
+        return self.pick is not None or bool(self.omit)
+
+    def keeps_any(self, entity: Entity) -> bool:
+        """Whether a projection leaves anything of the entity (else it is not found)."""
+        if not self.projects:
+            return True
+        members = list(entity.attrs)
+        if not self.attributes_only:
+            members += ["id", "type"] + (["scope"] if entity.scopes else [])
+        return any(self.keeps(m) for m in members)
 
 
 def render_entity(entity: Entity, ctx: Context, rep: Representation) -> dict[str, Any]:
