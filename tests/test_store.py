@@ -433,23 +433,23 @@ async def test_sqlite_failed_write_leaves_previous_state(
     await store.open()
     try:
         await store.insert("", make("urn:a:1"))
-        index = sqlite_module._index
+        box = sqlite_module._box
         calls = 0
 
-        def failing(conn: sqlite3.Connection, tenant: str, pk: int, entity: Entity) -> None:
-            # The first entity is written and indexed, the second's row is rewritten, then the
-            # write fails inside the same transaction, as a full disk or a crash would.
+        def failing(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
+            # The batch's entity rows are written, then indexing fails inside the same
+            # transaction, as a full disk or a crash would.
             nonlocal calls
             calls += 1
             if calls == 2:
                 raise sqlite3.OperationalError("disk I/O error (simulated)")
-            index(conn, tenant, pk, entity)
+            return box(geometry)
 
-        monkeypatch.setattr(sqlite_module, "_index", failing)
+        monkeypatch.setattr(sqlite_module, "_box", failing)
         batch = [make("urn:a:2"), make("urn:a:1", level=0.9), make("urn:a:3")]
         with pytest.raises(sqlite3.OperationalError):
             await store.upsert_many("", batch)
-        monkeypatch.setattr(sqlite_module, "_index", index)
+        monkeypatch.setattr(sqlite_module, "_box", box)
         assert calls == 2
         entities, total = await store.query("", EntityQuery(count=True))
         assert (ids(entities), total) == (["urn:a:1"], 1)

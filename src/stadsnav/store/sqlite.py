@@ -145,38 +145,14 @@ class SQLiteStore:
     # -- writes --------------------------------------------------------------------------------
 
     async def insert(self, tenant: str, entity: Entity) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            _ensure_tenant(conn, tenant)
-            if not _insert(conn, tenant, entity):
-                raise AlreadyExists(f"Entity {entity.id} already exists")
-
-        await self._write(run)
+        if not (await self.insert_many(tenant, [entity]))[0]:
+            raise AlreadyExists(f"Entity {entity.id} already exists")
 
     async def insert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        def run(conn: sqlite3.Connection) -> list[bool]:
-            _ensure_tenant(conn, tenant)
-            return [_insert(conn, tenant, entity) for entity in entities]
-
-        return await self._write(run)
+        return await self._write(lambda conn: _write_batch(conn, tenant, entities, replace=False))
 
     async def upsert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        def run(conn: sqlite3.Connection) -> list[bool]:
-            _ensure_tenant(conn, tenant)
-            results: list[bool] = []
-            for entity in entities:
-                row = conn.execute(
-                    "SELECT pk, created_at FROM entities WHERE tenant = ? AND id = ?",
-                    (tenant, entity.id),
-                ).fetchone()
-                if row is None:
-                    results.append(_insert(conn, tenant, entity))
-                    continue
-                entity.created_at = row[1]
-                _update(conn, tenant, row[0], entity)
-                results.append(False)
-            return results
-
-        return await self._write(run)
+        return await self._write(lambda conn: _write_batch(conn, tenant, entities, replace=True))
 
     async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
         return bool(await self.modify_many(tenant, [entity_id], change))
@@ -197,7 +173,7 @@ class SQLiteStore:
                     continue
                 entity = _entity(row)
                 if change(entity):
-                    _update(conn, tenant, row[0], entity)
+                    _rewrite(conn, tenant, {row[0]: entity})
                 found.append(entity_id)
             return found
 
@@ -216,7 +192,7 @@ class SQLiteStore:
                 if row is None:
                     results.append(False)
                     continue
-                _delete_pk(conn, row[0])
+                _delete_pks(conn, [row[0]])
                 results.append(True)
             return results
 
@@ -226,8 +202,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> int:
             where, params = compile_where(query, tenant, _now(), "sqlite")
             pks = [r[0] for r in conn.execute(f"SELECT e.pk FROM entities e WHERE {where}", params)]
-            for pk in pks:
-                _delete_pk(conn, pk)
+            _delete_pks(conn, pks)
             return len(pks)
 
         return await self._write(run)
@@ -241,8 +216,7 @@ class SQLiteStore:
                     (now,),
                 )
             ]
-            for pk in pks:
-                _delete_pk(conn, pk)
+            _delete_pks(conn, pks)
             return len(pks)
 
         return await self._write(run)
@@ -365,92 +339,145 @@ def _ensure_tenant(conn: sqlite3.Connection, tenant: str) -> None:
         )
 
 
-def _insert(conn: sqlite3.Connection, tenant: str, entity: Entity) -> bool:
-    entity.version = 1
-    try:
-        cursor = conn.execute(
-            "INSERT INTO entities (tenant, id, types, scopes, doc, created_at, modified_at, "
-            "expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            (
-                tenant,
-                entity.id,
-                orjson.dumps(entity.types).decode(),
-                None if entity.scopes is None else orjson.dumps(entity.scopes).decode(),
-                orjson.dumps(entity.attrs).decode(),
-                entity.created_at,
-                entity.modified_at,
-                entity.expires_at,
-            ),
-        )
-    except sqlite3.IntegrityError:
-        return False
-    pk = cursor.lastrowid
-    assert pk is not None
-    _index(conn, tenant, pk, entity)
-    return True
+def _write_batch(
+    conn: sqlite3.Connection, tenant: str, entities: list[Entity], *, replace: bool
+) -> list[bool]:
+    """Create (or, with replace, overwrite) entities set-wise; True where created.
+
+    Runs on the single writer thread inside one transaction, so primary keys can be handed out
+    here and every table is written with one executemany per batch.
+    """
+    _ensure_tenant(conn, tenant)
+    known: dict[str, tuple[int, str]] = {}
+    ids = list(dict.fromkeys(e.id for e in entities))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for entity_id, pk, created_at in conn.execute(
+            f"SELECT id, pk, created_at FROM entities WHERE tenant = ? AND id IN ({marks})",
+            (tenant, *chunk),
+        ):
+            known[entity_id] = (pk, created_at)
+    next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM entities").fetchone()[0]
+    results: list[bool] = []
+    new: dict[int, Entity] = {}
+    rewritten: dict[int, Entity] = {}
+    for entity in entities:
+        found = known.get(entity.id)
+        if found is None:
+            known[entity.id] = (next_pk, entity.created_at)
+            entity.version = 1
+            new[next_pk] = entity
+            next_pk += 1
+            results.append(True)
+            continue
+        results.append(False)
+        if not replace:
+            continue
+        pk, entity.created_at = found
+        if pk in new:
+            new[pk] = entity
+        else:
+            rewritten[pk] = entity
+    conn.executemany(
+        "INSERT INTO entities (pk, tenant, id, types, scopes, doc, created_at, modified_at, "
+        "expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        [(pk, tenant, e.id, *_columns(e)) for pk, e in new.items()],
+    )
+    _index(conn, tenant, new)
+    _rewrite(conn, tenant, rewritten)
+    return results
 
 
-def _update(conn: sqlite3.Connection, tenant: str, pk: int, entity: Entity) -> None:
-    entity.version += 1
-    conn.execute(
+def _rewrite(conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity]) -> None:
+    """Overwrite existing rows (by primary key) and their index rows."""
+    if not entities:
+        return
+    for entity in entities.values():
+        entity.version += 1
+    conn.executemany(
         "UPDATE entities SET types = ?, scopes = ?, doc = ?, created_at = ?, modified_at = ?, "
-        "expires_at = ?, version = ? WHERE pk = ?",
-        (
-            orjson.dumps(entity.types).decode(),
-            None if entity.scopes is None else orjson.dumps(entity.scopes).decode(),
-            orjson.dumps(entity.attrs).decode(),
-            entity.created_at,
-            entity.modified_at,
-            entity.expires_at,
-            entity.version,
-            pk,
-        ),
+        "expires_at = ?, version = version + 1 WHERE pk = ?",
+        [(*_columns(e), pk) for pk, e in entities.items()],
     )
-    _unindex(conn, pk)
-    _index(conn, tenant, pk, entity)
+    _unindex(conn, list(entities))
+    _index(conn, tenant, entities)
 
 
-def _delete_pk(conn: sqlite3.Connection, pk: int) -> None:
-    _unindex(conn, pk)
-    conn.execute("DELETE FROM entities WHERE pk = ?", (pk,))
-
-
-def _index(conn: sqlite3.Connection, tenant: str, pk: int, entity: Entity) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO entity_types (tenant, type, entity) VALUES (?, ?, ?)",
-        [(tenant, type_, pk) for type_ in entity.types],
+def _columns(entity: Entity) -> tuple[Any, ...]:
+    return (
+        orjson.dumps(entity.types).decode(),
+        None if entity.scopes is None else orjson.dumps(entity.scopes).decode(),
+        orjson.dumps(entity.attrs).decode(),
+        entity.created_at,
+        entity.modified_at,
+        entity.expires_at,
     )
-    conn.executemany(
-        "INSERT INTO entity_attrs (tenant, attr, entity, kinds) VALUES (?, ?, ?, ?)",
-        [
-            (tenant, attr, pk, ",".join(sorted({i["type"] for i in instances})))
-            for attr, instances in entity.attrs.items()
-        ],
-    )
-    for attr, instances in entity.attrs.items():
-        for instance in instances:
-            if instance["type"] != GEOPROPERTY:
+
+
+def _delete_pks(conn: sqlite3.Connection, pks: list[int]) -> None:
+    _unindex(conn, pks)
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        conn.execute(f"DELETE FROM entities WHERE pk IN ({', '.join('?' for _ in chunk)})", chunk)
+
+
+def _index(conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity]) -> None:
+    """Write the type, attribute and geo index rows of entities (by primary key)."""
+    if not entities:
+        return
+    types: list[tuple[str, str, int]] = []
+    attrs: list[tuple[str, str, int, str]] = []
+    geo: list[tuple[int, int, str, str]] = []
+    boxes: list[tuple[int, float, float, float, float]] = []
+    next_gid = conn.execute("SELECT coalesce(max(gid), 0) + 1 FROM entity_geo").fetchone()[0]
+    for pk, entity in entities.items():
+        types.extend((tenant, type_, pk) for type_ in entity.types)
+        for attr, instances in entity.attrs.items():
+            kinds = {i["type"] for i in instances}
+            attrs.append((tenant, attr, pk, ",".join(sorted(kinds))))
+            if GEOPROPERTY not in kinds:
                 continue
-            text = orjson.dumps(instance["value"]).decode()
-            minx, miny, maxx, maxy = shapely.from_geojson(text).bounds
-            cursor = conn.execute(
-                "INSERT INTO entity_geo (entity, attr, geojson) VALUES (?, ?, ?)",
-                (pk, attr, text),
-            )
-            conn.execute(
-                "INSERT INTO entity_geo_box (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-                (cursor.lastrowid, minx, maxx, miny, maxy),
-            )
-
-
-def _unindex(conn: sqlite3.Connection, pk: int) -> None:
-    conn.execute("DELETE FROM entity_types WHERE entity = ?", (pk,))
-    conn.execute("DELETE FROM entity_attrs WHERE entity = ?", (pk,))
-    conn.execute(
-        "DELETE FROM entity_geo_box WHERE gid IN (SELECT gid FROM entity_geo WHERE entity = ?)",
-        (pk,),
+            for instance in instances:
+                if instance["type"] != GEOPROPERTY:
+                    continue
+                value = instance["value"]
+                geo.append((next_gid, pk, attr, orjson.dumps(value).decode()))
+                boxes.append((next_gid, *_box(value)))
+                next_gid += 1
+    conn.executemany(
+        "INSERT OR IGNORE INTO entity_types (tenant, type, entity) VALUES (?, ?, ?)", types
     )
-    conn.execute("DELETE FROM entity_geo WHERE entity = ?", (pk,))
+    conn.executemany(
+        "INSERT INTO entity_attrs (tenant, attr, entity, kinds) VALUES (?, ?, ?, ?)", attrs
+    )
+    conn.executemany("INSERT INTO entity_geo (gid, entity, attr, geojson) VALUES (?, ?, ?, ?)", geo)
+    conn.executemany(
+        "INSERT INTO entity_geo_box (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)", boxes
+    )
+
+
+def _box(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
+    """(minx, maxx, miny, maxy); points, the usual case, without a round trip through shapely."""
+    if geometry["type"] == "Point":
+        x, y = geometry["coordinates"][:2]
+        return x, x, y, y
+    minx, miny, maxx, maxy = shapely.from_geojson(orjson.dumps(geometry).decode()).bounds
+    return minx, maxx, miny, maxy
+
+
+def _unindex(conn: sqlite3.Connection, pks: list[int]) -> None:
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        conn.execute(f"DELETE FROM entity_types WHERE entity IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM entity_attrs WHERE entity IN ({marks})", chunk)
+        conn.execute(
+            "DELETE FROM entity_geo_box WHERE gid IN "
+            f"(SELECT gid FROM entity_geo WHERE entity IN ({marks}))",
+            chunk,
+        )
+        conn.execute(f"DELETE FROM entity_geo WHERE entity IN ({marks})", chunk)
 
 
 def _entity(row: Any) -> Entity:
