@@ -107,6 +107,8 @@ async def test_concise_input_is_accepted_and_stored_normalized(client: httpx.Asy
     )
     body = (await client.get(f"{E}/urn:x:c")).json()
     assert body["temperature"] == {"type": "Property", "value": 21.5}
+    with_sys = (await client.get(f"{E}/urn:x:c", params={"options": "sysAttrs"})).json()
+    assert with_sys["temperature"]["createdAt"] == with_sys["createdAt"]
     assert body["humidity"] == {"type": "Property", "value": 40, "unitCode": "P1"}
     assert body["owner"] == {"type": "Relationship", "object": "urn:x:owner"}
     assert body["location"]["type"] == "GeoProperty"

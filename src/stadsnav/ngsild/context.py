@@ -66,6 +66,8 @@ class Context:
     _reverse: dict[str, str] = field(default_factory=dict, repr=False)
     _expand_cache: dict[str, str] = field(default_factory=dict, repr=False)
     _compact_cache: dict[str, str] = field(default_factory=dict, repr=False)
+    # Attribute names already validated and expanded in this context (entity.py fills it).
+    checked_names: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, user_contexts: Iterable[Mapping[str, Any]] = ()) -> Context:

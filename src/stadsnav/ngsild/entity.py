@@ -41,6 +41,9 @@ VALUE_KEY = {
     JSONPROPERTY: "json",
 }
 ATTRIBUTE_TYPES = frozenset(VALUE_KEY)
+_VALUE_KEYS = frozenset(VALUE_KEY.values())
+# Members a client may send but the broker sets itself (or that carry no information).
+_IGNORED_MEMBERS = frozenset({"type", "createdAt", "modifiedAt", "@context", "instanceId"})
 # Concise payloads name no type: the member that is present tells it (clause 4.5.3).
 _TYPE_BY_KEY = {
     "object": RELATIONSHIP,
@@ -171,28 +174,33 @@ def expand_attrs(
 
 
 def expand_attribute_name(name: str, ctx: Context) -> str:
+    iri = ctx.checked_names.get(name)
+    if iri is not None:
+        return iri
     check_name(name, "Attribute name")
     if name in RESERVED_ATTRIBUTE_NAMES:
         raise BadRequestData(f"{name!r} is reserved and cannot be an attribute name")
-    return ctx.expand(name)
+    iri = ctx.expand(name)
+    if len(ctx.checked_names) < 10_000:
+        ctx.checked_names[name] = iri
+    return iri
 
 
 def expand_attribute(
     name: str, raw: Any, ctx: Context, now: str, *, allow_null: bool = False
 ) -> list[Instance]:
     """One attribute (maybe several instances by datasetId) in internal form."""
-    raws = raw if isinstance(raw, list) and _is_instance_list(raw) else [raw]
+    if not (isinstance(raw, list) and _is_instance_list(raw)):
+        return [expand_instance(name, raw, ctx, now, allow_null=allow_null)]
     instances: list[Instance] = []
     seen: set[str | None] = set()
-    for item in raws:
+    for item in raw:
         instance = expand_instance(name, item, ctx, now, allow_null=allow_null)
         dataset = instance.get("datasetId")
         if dataset in seen:
             raise BadRequestData(f"Attribute {name!r} has two instances with datasetId {dataset}")
         seen.add(dataset)
         instances.append(instance)
-    if not instances:
-        raise BadRequestData(f"Attribute {name!r} has no instance")
     return instances
 
 
@@ -208,18 +216,20 @@ def _is_instance_list(raw: list[Any]) -> bool:
 def expand_instance(
     name: str, raw: Any, ctx: Context, now: str, *, allow_null: bool = False
 ) -> Instance:
-    if not isinstance(raw, dict) or (
-        "type" not in raw and not any(key in raw for key in VALUE_KEY.values())
-    ):
-        return _concise_value(name, raw, allow_null=allow_null)
-    kind = raw.get("type")
+    kind = raw.get("type") if isinstance(raw, dict) else None
     if kind is None:
+        if not isinstance(raw, dict) or not any(key in raw for key in _VALUE_KEYS):
+            concise = _concise_value(name, raw, allow_null=allow_null)
+            concise["createdAt"] = concise["modifiedAt"] = now
+            return concise
         kind = next((t for key, t in _TYPE_BY_KEY.items() if key in raw), PROPERTY)
         if kind == PROPERTY and looks_like_geometry(raw.get("value")):
             kind = GEOPROPERTY
     elif kind not in ATTRIBUTE_TYPES:
         if looks_like_geometry(raw):
-            return _concise_value(name, raw, allow_null=allow_null)
+            concise = _concise_value(name, raw, allow_null=allow_null)
+            concise["createdAt"] = concise["modifiedAt"] = now
+            return concise
         raise BadRequestData(f"Attribute {name!r} has an unknown type {kind!r:.100}")
     key = VALUE_KEY[kind]
     if key not in raw:
@@ -227,7 +237,7 @@ def expand_instance(
     instance: Instance = {"type": kind}
     instance[key] = _check_value(name, kind, raw[key], ctx, allow_null=allow_null)
     for member, value in raw.items():
-        if member in ("type", key, "createdAt", "modifiedAt", "@context", "instanceId"):
+        if member in _IGNORED_MEMBERS or member == key:
             continue
         if member == "datasetId":
             instance["datasetId"] = check_uri(value, "datasetId")
