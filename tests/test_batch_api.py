@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.helpers import assert_problem, bin_entity, create
@@ -121,3 +123,25 @@ async def test_batch_of_a_thousand_entities(client: httpx.AsyncClient) -> None:
     assert len(response.json()) == 1000
     counted = await client.get(E, params={"type": "WasteContainer", "count": "true", "limit": "0"})
     assert counted.headers["NGSILD-Results-Count"] == "1000"
+
+
+async def test_entities_with_a_bad_context_fail_alone(
+    client: httpx.AsyncClient, context_server: str
+) -> None:
+    good = bin_entity("urn:b:good")
+    with_context = {**bin_entity("urn:b:ctx"), "@context": "https://example.org/c.jsonld"}
+    response = await client.post(f"{OPS}/create", json=[good, with_context])
+    assert response.status_code == 207
+    assert response.json()["success"] == ["urn:b:good"]
+    assert response.json()["errors"][0]["entityId"] == "urn:b:ctx"
+    unreachable = {**bin_entity("urn:b:far"), "@context": f"{context_server}/missing.jsonld"}
+    jsonld = {**bin_entity("urn:b:ld"), "@context": f"{context_server}/city.jsonld"}
+    response = await client.post(
+        f"{OPS}/upsert",
+        content=json.dumps([unreachable, jsonld]),
+        headers={"Content-Type": "application/ld+json"},
+    )
+    assert response.status_code == 207
+    assert response.json()["success"] == ["urn:b:ld"]
+    errors = {e["entityId"]: e["error"]["type"] for e in response.json()["errors"]}
+    assert errors["urn:b:far"].endswith("LdContextNotAvailable")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import httpx
 
 from tests.conftest import _ContextHandler
-from tests.helpers import CORE, JSONLD, assert_problem, create, link
+from tests.helpers import CORE, JSONLD, USER_CONTEXT_DOCUMENT, assert_problem, create, link
 
 E = "/ngsi-ld/v1/entities"
 C = "/ngsi-ld/v1/jsonldContexts"
@@ -23,9 +24,15 @@ async def test_remote_context_is_fetched_once_and_cached(
         await create(client, entity, headers={"Link": link(url)})
     assert _ContextHandler.hits - before == 1
     listed = (await client.get(C, params={"details": "true"})).json()
-    cached = next(c for c in listed if c["url"] == url)
+    cached = next(c for c in listed if c["URL"] == url)
     assert cached["kind"] == "Cached"
     assert cached["numberOfHits"] >= 1
+    by_url = await client.get(f"{C}/{quote(url, safe='')}")
+    assert by_url.json() == USER_CONTEXT_DOCUMENT
+    assert (
+        await client.delete(f"{C}/{quote(url, safe='')}", params={"reload": "true"})
+    ).status_code == 204
+    assert _ContextHandler.hits - before == 2
 
 
 async def test_unreachable_context_is_503_ld_context_not_available(
@@ -87,8 +94,19 @@ async def test_hosted_context_can_be_added_used_listed_and_deleted(
     stored = (await client.get(f"{E}/urn:t:1")).json()
     assert stored["type"] == "https://example.org/park#Tree"
     assert hosted_url in (await client.get(C)).json()
+    assert_problem(await client.delete(location, params={"reload": "true"}), 400, "BadRequestData")
     assert (await client.delete(location)).status_code == 204
     assert_problem(await client.get(location), 404, "ResourceNotFound")
+
+
+async def test_the_core_context_is_listed_and_cannot_be_deleted(
+    client: httpx.AsyncClient,
+) -> None:
+    assert CORE in (await client.get(C)).json()
+    served = await client.get(f"{C}/{quote(CORE, safe='')}")
+    assert served.headers["content-type"].startswith("application/json")
+    assert "@context" in served.json()
+    assert_problem(await client.delete(f"{C}/{quote(CORE, safe='')}"), 400, "BadRequestData")
 
 
 async def test_json_body_with_context_member_is_rejected(client: httpx.AsyncClient) -> None:

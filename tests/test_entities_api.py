@@ -417,3 +417,22 @@ async def test_geojson_carries_the_context_in_the_body(client: httpx.AsyncClient
     await create(client, bin_entity("urn:x:g"))
     got = await client.get(f"{E}/urn:x:g", headers={"Accept": "application/geo+json"})
     assert got.json()["@context"] == CORE
+
+
+async def test_partial_update_with_only_sub_attributes_keeps_the_value(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, bin_entity("urn:x:u"))
+    response = await client.patch(
+        f"{E}/urn:x:u/attrs/refDevice",
+        json={"providedBy": {"type": "Relationship", "object": "urn:x:vendor"}},
+    )
+    assert response.status_code == 204
+    ref = (await client.get(f"{E}/urn:x:u")).json()["refDevice"]
+    assert ref["type"] == "Relationship"
+    assert ref["object"] == "urn:ngsi-ld:Device:d1"
+    assert ref["providedBy"] == {"type": "Relationship", "object": "urn:x:vendor"}
+    turned = await client.patch(
+        f"{E}/urn:x:u/attrs/fillingLevel", json={"type": "Relationship", "object": "urn:x:y"}
+    )
+    assert_problem(turned, 400, "BadRequestData")

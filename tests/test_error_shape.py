@@ -36,6 +36,8 @@ async def test_too_large_payload_is_413(client: httpx.AsyncClient) -> None:
         {"id": "urn:x:1"},
         {"id": "urn:x:1", "type": []},
         {"id": "urn:x:1", "type": "bad type"},
+        {"id": "urn:x:1", "type": "type"},
+        {"id": "urn:x:1", "type": "T", "@invalid": 1},
         {"id": "urn:x:1", "type": "T", "bad name": 1},
         {
             "id": "urn:x:1",

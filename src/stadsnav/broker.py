@@ -20,6 +20,7 @@ from stadsnav.ngsild.entity import (
     expand_attribute_name,
     expand_attrs,
     expand_entity,
+    expand_fragment,
     expand_types,
     parse_scopes,
 )
@@ -184,7 +185,7 @@ class Broker:
         check_uri(entity_id, "Entity id")
         iri = expand_attribute_name(attr, ctx)
         stamp = now()
-        fragment = expand_attribute(attr, payload, ctx, stamp, allow_null=True)
+        fragment = expand_fragment(attr, payload, ctx, stamp)
 
         def change(entity: Entity) -> update.UpdateOutcome:
             if not update.partial_update(entity.attrs, iri, fragment, stamp):

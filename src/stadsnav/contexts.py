@@ -46,6 +46,9 @@ class ContextResolver:
         self._hosted: dict[str, StoredContext] = {}
         self._contexts: OrderedDict[bytes, Context] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._core = StoredContext(
+            id="core", url=CORE_CONTEXT_URL, kind="Cached", document=core_document()
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -186,22 +189,29 @@ class ContextResolver:
         return stored
 
     def listing(self, kind: str | None = None) -> list[StoredContext]:
-        every = list(self._hosted.values()) + list(self._remote.values())
+        every = [self._core, *self._hosted.values(), *self._remote.values()]
         return [c for c in every if kind is None or c.kind == kind]
 
-    def find(self, context_id: str) -> StoredContext:
-        if context_id in self._hosted:
-            return self._hosted[context_id]
-        for cached in self._remote.values():
-            if cached.id == context_id:
-                return cached
-        raise ResourceNotFound(f"No @context with id {context_id}")
+    def find(self, reference: str) -> StoredContext:
+        """A context by its local id or by its URL."""
+        for stored in self.listing():
+            if reference in (stored.id, stored.url):
+                return stored
+        raise ResourceNotFound(f"No @context with id or URL {reference}")
 
-    def delete(self, context_id: str) -> None:
-        if context_id in self._hosted:
-            del self._hosted[context_id]
+    async def delete(self, reference: str, *, reload: bool) -> None:
+        """Delete a hosted or cached context; reload refetches a cached one instead."""
+        stored = self.find(reference)
+        if stored is self._core:
+            raise BadRequestData("The core @context cannot be deleted")
+        if reload:
+            if stored.kind != "Cached":
+                raise BadRequestData("Only a cached @context can be reloaded")
+            del self._remote[stored.url]
+            await self.document(stored.url)
+        elif stored.kind == "Hosted":
+            del self._hosted[stored.id]
         else:
-            stored = self.find(context_id)
             del self._remote[stored.url]
         self._contexts.clear()
 

@@ -33,15 +33,28 @@ BASE = "/ngsi-ld/v1/entityOperations"
 
 async def _items(
     request: Request, svc: Services, *, patch: bool = False
-) -> list[tuple[Any, Context]]:
+) -> tuple[list[tuple[Any, Context]], BatchResult]:
+    """The entities of a batch with their contexts; those whose @context fails are reported
+    per entity (207) rather than failing the whole batch."""
     body = await read_body(request, svc.settings.max_body_bytes, patch=patch)
     entities = _array(body, svc)
     jsonld = is_jsonld(request)
     items: list[tuple[Any, Context]] = []
+    failed = BatchResult()
     for entity in entities:
-        ctx = await svc.context(item_context(entity, body, jsonld))
+        try:
+            ctx = await svc.context(item_context(entity, body, jsonld))
+        except NgsiLdError as error:
+            entity_id = entity.get("id") if isinstance(entity, dict) else None
+            failed.errors.append((entity_id if isinstance(entity_id, str) else "", error))
+            continue
         items.append((entity, ctx))
-    return items
+    return items, failed
+
+
+def _with_failed(result: BatchResult, failed: BatchResult) -> BatchResult:
+    result.errors[:0] = failed.errors
+    return result
 
 
 def _array(body: Body, svc: Services) -> list[Any]:
@@ -82,8 +95,8 @@ def _partial(result: BatchResult) -> Response:
 
 async def batch_create(request: Request) -> Response:
     svc = services(request)
-    items = await _items(request, svc)
-    result = await svc.broker.batch_create(tenant_of(request), items)
+    items, failed = await _items(request, svc)
+    result = _with_failed(await svc.broker.batch_create(tenant_of(request), items), failed)
     if result.errors:
         return _partial(result)
     return respond(result.success, JSON, None, status=201)
@@ -91,13 +104,14 @@ async def batch_create(request: Request) -> Response:
 
 async def batch_upsert(request: Request) -> Response:
     svc = services(request)
-    items = await _items(request, svc)
     opts = params.options(request.query_params)
     if "update" in opts and "replace" in opts:
         raise BadRequestData("options update and replace exclude each other")
+    items, failed = await _items(request, svc)
     result, created = await svc.broker.batch_upsert(
         tenant_of(request), items, replace="update" not in opts
     )
+    _with_failed(result, failed)
     if result.errors:
         return _partial(result)
     if created:
@@ -107,16 +121,17 @@ async def batch_upsert(request: Request) -> Response:
 
 async def batch_update(request: Request) -> Response:
     svc = services(request)
-    items = await _items(request, svc)
     overwrite = "noOverwrite" not in params.options(request.query_params)
+    items, failed = await _items(request, svc)
     result = await svc.broker.batch_update(tenant_of(request), items, overwrite=overwrite)
+    _with_failed(result, failed)
     return _partial(result) if result.errors else Response(status_code=204)
 
 
 async def batch_merge(request: Request) -> Response:
     svc = services(request)
-    items = await _items(request, svc, patch=True)
-    result = await svc.broker.batch_merge(tenant_of(request), items)
+    items, failed = await _items(request, svc, patch=True)
+    result = _with_failed(await svc.broker.batch_merge(tenant_of(request), items), failed)
     return _partial(result) if result.errors else Response(status_code=204)
 
 

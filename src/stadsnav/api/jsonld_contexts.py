@@ -22,14 +22,22 @@ _KINDS = ("Hosted", "Cached", "ImplicitlyCreated")
 
 
 def _describe(stored: StoredContext) -> dict[str, Any]:
+    """LdContextMetadata (clause 5.13.3.5)."""
     return {
-        "id": stored.id,
-        "url": stored.url,
+        "URL": stored.url,
+        "localId": stored.id,
         "kind": stored.kind,
-        "createdAt": format_datetime(datetime.fromtimestamp(stored.created_at, UTC)),
+        "timestamp": format_datetime(datetime.fromtimestamp(stored.created_at, UTC)),
         "lastUsage": format_datetime(datetime.fromtimestamp(stored.last_usage, UTC)),
         "numberOfHits": stored.uses,
     }
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise BadRequestData(f"{name} must be true or false")
+    return value == "true"
 
 
 async def list_contexts(request: Request) -> Response:
@@ -39,11 +47,8 @@ async def list_contexts(request: Request) -> Response:
     kind = request.query_params.get("kind")
     if kind is not None and kind not in _KINDS:
         raise BadRequestData(f"kind must be one of {', '.join(_KINDS)}")
-    details = request.query_params.get("details", "false")
-    if details not in ("true", "false"):
-        raise BadRequestData("details must be true or false")
     found = svc.contexts.listing(kind)
-    body = [_describe(c) for c in found] if details == "true" else [c.url for c in found]
+    body = [_describe(c) for c in found] if _flag(request, "details") else [c.url for c in found]
     return respond(body, JSON, None)
 
 
@@ -56,23 +61,26 @@ async def add_context(request: Request) -> Response:
 
 async def get_context(request: Request) -> Response:
     svc = services(request)
-    accepted(request, (JSON, JSONLD))
+    params.check_known(request.query_params, {"details"})
+    media = accepted(request, (JSON, JSONLD))
     stored = svc.contexts.find(request.path_params["context_id"])
-    details = request.query_params.get("details", "false")
-    if details == "true":
+    if _flag(request, "details"):
         return respond(_describe(stored), JSON, None)
-    return Response(orjson.dumps(stored.document), media_type=JSONLD)
+    return Response(orjson.dumps(stored.document), media_type=media)
 
 
 async def delete_context(request: Request) -> Response:
     svc = services(request)
-    svc.contexts.delete(request.path_params["context_id"])
+    params.check_known(request.query_params, {"reload"})
+    reload = _flag(request, "reload")
+    await svc.contexts.delete(request.path_params["context_id"], reload=reload)
     return Response(status_code=204)
 
 
 routes = [
     Route(BASE, list_contexts, methods=["GET"]),
     Route(BASE, add_context, methods=["POST"]),
-    Route(f"{BASE}/{{context_id}}", get_context, methods=["GET"]),
-    Route(f"{BASE}/{{context_id}}", delete_context, methods=["DELETE"]),
+    # A context is addressed by its local id or by its (URL-encoded) URL, which holds slashes.
+    Route(f"{BASE}/{{context_id:path}}", get_context, methods=["GET"]),
+    Route(f"{BASE}/{{context_id:path}}", delete_context, methods=["DELETE"]),
 ]

@@ -98,18 +98,11 @@ async def read_body(request: Request, max_bytes: int, *, patch: bool = False) ->
             raise BadRequestData("With application/ld+json the @context goes in the body, not Link")
         context = _body_context(payload, required=True)
     else:
-        if _has_body_context(payload):
+        # In a batch each entity answers for itself: its @context is checked per item.
+        if isinstance(payload, dict) and "@context" in payload:
             raise BadRequestData("With application/json the @context goes in a Link header")
         context = link
     return Body(payload, context)
-
-
-def _has_body_context(payload: Any) -> bool:
-    if isinstance(payload, dict):
-        return "@context" in payload
-    if isinstance(payload, list):
-        return any(isinstance(item, dict) and "@context" in item for item in payload)
-    return False
 
 
 def _body_context(payload: Any, *, required: bool) -> Any:
@@ -127,10 +120,13 @@ def _body_context(payload: Any, *, required: bool) -> Any:
 
 def item_context(item: Any, body: Body, media_is_jsonld: bool) -> Any:
     """The @context of one entity in a batch."""
+    has_context = isinstance(item, dict) and "@context" in item
     if media_is_jsonld:
-        if not isinstance(item, dict) or "@context" not in item:
+        if not has_context:
             raise BadRequestData("Each entity in an application/ld+json batch needs an @context")
         return item["@context"]
+    if has_context:
+        raise BadRequestData("With application/json the @context goes in a Link header")
     return body.context
 
 

@@ -147,6 +147,8 @@ def expand_types(raw: Any, ctx: Context) -> list[str]:
     for name in names:
         check_name(name, "Entity type")
         iri = ctx.expand(name)
+        if iri.startswith("@"):
+            raise BadRequestData(f"Entity type {name!r} expands to the JSON-LD keyword {iri}")
         if iri not in types:
             types.append(iri)
     return types
@@ -178,9 +180,11 @@ def expand_attribute_name(name: str, ctx: Context) -> str:
     if iri is not None:
         return iri
     check_name(name, "Attribute name")
-    if name in RESERVED_ATTRIBUTE_NAMES:
+    if name in RESERVED_ATTRIBUTE_NAMES or name.startswith("@"):
         raise BadRequestData(f"{name!r} is reserved and cannot be an attribute name")
     iri = ctx.expand(name)
+    if iri.startswith("@"):
+        raise BadRequestData(f"Attribute name {name!r} expands to the JSON-LD keyword {iri}")
     if len(ctx.checked_names) < 10_000:
         ctx.checked_names[name] = iri
     return iri
@@ -202,6 +206,23 @@ def expand_attribute(
         seen.add(dataset)
         instances.append(instance)
     return instances
+
+
+def expand_fragment(name: str, raw: Any, ctx: Context, now: str) -> list[Instance]:
+    """The payload of a partial attribute update: an attribute, or only sub-attributes (and a
+    datasetId) to merge into the existing one, which keeps its type and value."""
+    if isinstance(raw, dict) and "type" not in raw and not raw.keys() & _VALUE_KEYS:
+        instance: Instance = {}
+        for member, value in raw.items():
+            if member == "datasetId":
+                instance["datasetId"] = check_uri(value, "datasetId")
+            elif member == "observedAt":
+                instance["observedAt"] = normalize_datetime(value, "observedAt")
+            elif member not in _IGNORED_MEMBERS:
+                sub = expand_attribute(member, value, ctx, now, allow_null=True)
+                instance[expand_attribute_name(member, ctx)] = sub[0]
+        return [instance]
+    return expand_attribute(name, raw, ctx, now, allow_null=True)
 
 
 def _is_instance_list(raw: list[Any]) -> bool:

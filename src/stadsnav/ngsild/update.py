@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stadsnav.ngsild.entity import NULL_URI, VALUE_KEY, Attrs, Instance, is_sub_attribute_key
+from stadsnav.ngsild.errors import BadRequestData
 
 
 @dataclass
@@ -29,7 +30,8 @@ def _find(instances: list[Instance], dataset_id: str | None) -> int | None:
 
 
 def _is_null(instance: Instance) -> bool:
-    return bool(instance.get(VALUE_KEY[instance["type"]]) == NULL_URI)
+    kind = instance.get("type")
+    return kind is not None and bool(instance.get(VALUE_KEY[kind]) == NULL_URI)
 
 
 def _keep_created(old: Instance, new: Instance) -> Instance:
@@ -109,7 +111,7 @@ def merge_instance(old: Instance, new: Instance, now: str) -> Instance:
     """A fragment merged into an existing instance: members replace, sub-attributes merge,
     a null sub-attribute is removed."""
     result = dict(old)
-    if new["type"] != old["type"]:
+    if new.get("type", old["type"]) != old["type"]:
         for key in VALUE_KEY.values():
             result.pop(key, None)
     for key, value in new.items():
@@ -139,8 +141,12 @@ def partial_update(attrs: Attrs, iri: str, fragment: list[Instance], now: str) -
             return False
         if _is_null(instance):
             current.pop(at)
-        else:
-            current[at] = merge_instance(current[at], instance, now)
+            continue
+        if instance.get("type", current[at]["type"]) != current[at]["type"]:
+            raise BadRequestData(
+                f"A partial update cannot turn a {current[at]['type']} into a {instance['type']}"
+            )
+        current[at] = merge_instance(current[at], instance, now)
     if not current:
         del attrs[iri]
     return True
