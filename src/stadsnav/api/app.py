@@ -64,16 +64,13 @@ class TrailingSlash:
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Batches allocate tens of thousands of small dicts: with the default thresholds the cyclic
-        # collector runs hundreds of times per batch (a third of batch time, docs/performance.md).
-        # Fewer, larger generations and freezing what start-up built keep it off the hot path.
-        gc.set_threshold(100_000, 50, 100)
         active = store or open_store(settings)
         await active.open()
         broker = Broker(active)
         resolver = ContextResolver(settings)
         app.state.services = Services(settings, broker, resolver)
         sweeper = asyncio.create_task(_sweep_expired(broker, settings.expiry_interval))
+        # What start-up built lives as long as the process: keep it out of every collection.
         gc.freeze()
         try:
             yield
