@@ -436,3 +436,29 @@ async def test_partial_update_with_only_sub_attributes_keeps_the_value(
         f"{E}/urn:x:u/attrs/fillingLevel", json={"type": "Relationship", "object": "urn:x:y"}
     )
     assert_problem(turned, 400, "BadRequestData")
+
+
+async def test_dataset_id_selects_attribute_instances(client: httpx.AsyncClient) -> None:
+    await create(
+        client,
+        {
+            "id": "urn:x:d",
+            "type": "Sensor",
+            "name": [
+                {"type": "Property", "value": "default"},
+                {"type": "Property", "value": "svenska", "datasetId": "urn:ds:sv"},
+            ],
+            "other": {"type": "Property", "value": 1},
+        },
+    )
+    sv = (await client.get(f"{E}/urn:x:d", params={"datasetId": "urn:ds:sv"})).json()
+    assert sv["name"] == {"type": "Property", "value": "svenska", "datasetId": "urn:ds:sv"}
+    assert "other" not in sv
+    default = (await client.get(f"{E}/urn:x:d", params={"datasetId": "@none"})).json()
+    assert default["name"] == {"type": "Property", "value": "default"}
+    assert default["other"]["value"] == 1
+    listed = await client.get(E, params={"type": "Sensor", "datasetId": "urn:ds:sv"})
+    assert listed.json()[0]["name"]["value"] == "svenska"
+    assert_problem(
+        await client.get(f"{E}/urn:x:d", params={"datasetId": "not a uri"}), 400, "BadRequestData"
+    )

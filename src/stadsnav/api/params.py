@@ -42,7 +42,9 @@ _FORMATS: dict[str, Format] = {
 }
 
 
-_REPRESENTATION = {"options", "format", "attrs", "pick", "omit", "lang", "geometryProperty"}
+_REPRESENTATION = {
+    "options", "format", "attrs", "pick", "omit", "lang", "geometryProperty", "datasetId",
+}  # fmt: skip
 # The URL parameters each kind of request understands (clause 6.3.20: others are refused).
 ENTITY_QUERY = _REPRESENTATION | {
     "id", "type", "idPattern", "q", "georel", "geometry", "coordinates", "geoproperty",
@@ -56,7 +58,7 @@ PURGE = ENTITY_QUERY
 DETAILS = {"details", "limit", "offset", "local"}
 CONTEXTS = {"details", "kind"}
 # Parameters of the spec that stadsnav does not implement yet (docs/api.md).
-_NOT_YET = {"join", "joinLevel", "datasetId", "csf", "containedBy", "entityMap", "orderBy"}
+_NOT_YET = {"join", "joinLevel", "csf", "containedBy", "entityMap", "orderBy"}
 
 
 def check_known(params: QueryParams, allowed: set[str]) -> None:
@@ -117,7 +119,13 @@ def representation(params: QueryParams, ctx: Context) -> Representation:
         # `attrs` only narrows attributes: id and type always stay.
         pick = frozenset(_attribute(n, ctx) for n in attrs_names) | {"id", "type"}
     lang = params.get("lang")
+    datasets = _names(params, "datasetId")
+    if datasets is not None:
+        for dataset in datasets:
+            if dataset != "@none":
+                check_uri(dataset, "datasetId")
     return Representation(
+        dataset_ids=None if datasets is None else frozenset(datasets),
         format=formats.pop() if formats else "normalized",
         sys_attrs="sysAttrs" in opts,
         pick=pick,

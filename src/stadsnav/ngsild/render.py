@@ -38,6 +38,13 @@ class Representation:
     geometry_property: str = LOCATION
     # `attrs` (not `pick`) was given: an entity is shown only with one of those attributes.
     attributes_only: bool = False
+    # `datasetId` selection: only these instances ("@none": the default instance) are shown.
+    dataset_ids: frozenset[str] | None = None
+
+    def instances(self, instances: list[Instance]) -> list[Instance]:
+        if self.dataset_ids is None:
+            return instances
+        return [i for i in instances if i.get("datasetId", "@none") in self.dataset_ids]
 
     def keeps(self, iri: str) -> bool:
         return (self.pick is None or iri in self.pick) and iri not in self.omit
@@ -70,8 +77,9 @@ def render_entity(entity: Entity, ctx: Context, rep: Representation) -> dict[str
     if rep.sys_attrs and rep.format != "keyValues":
         out["createdAt"] = entity.created_at
         out["modifiedAt"] = entity.modified_at
-    for iri, instances in entity.attrs.items():
-        if not rep.keeps(iri):
+    for iri, all_instances in entity.attrs.items():
+        instances = rep.instances(all_instances)
+        if not instances or not rep.keeps(iri):
             continue
         name = ctx.compact(iri)
         if rep.format == "keyValues":
