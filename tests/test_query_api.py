@@ -160,3 +160,19 @@ async def test_post_query_takes_a_query_object(client: httpx.AsyncClient) -> Non
     )
     assert _ids(response) == ["urn:ngsi-ld:WasteContainer:slussen"]
     assert response.headers["NGSILD-Results-Count"] == "1"
+
+
+async def test_pages_link_to_the_previous_and_next_page(client: httpx.AsyncClient) -> None:
+    await _fleet(client)
+    first = await client.get(E, params={"type": "WasteContainer", "limit": "2"})
+    links = first.headers["link"]
+    assert 'rel="next"' in links
+    assert 'rel="prev"' not in links
+    next_url = links.split('rel="next"')[0].rsplit("<", 1)[1].split(">")[0]
+    second = await client.get(next_url)
+    assert _ids(second) == [
+        "urn:ngsi-ld:WasteContainer:odenplan",
+        "urn:ngsi-ld:WasteContainer:slussen",
+    ]
+    assert 'rel="prev"' in second.headers["link"]
+    assert "json-ld#context" in second.headers["link"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,8 +39,10 @@ async def query_entities(request: Request) -> Response:
     query = params.entity_query(request.query_params, ctx, svc.settings)
     rep = params.representation(request.query_params, ctx)
     entities, total = await svc.broker.query(tenant_of(request), query)
+    headers = _page_links(request, query.limit, query.offset, len(entities), total)
     entities = [e for e in entities if rep.keeps_any(e)]
-    headers = {} if total is None else {"NGSILD-Results-Count": str(total)}
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
     if media == GEOJSON:
         collection = {
             "type": "FeatureCollection",
@@ -183,6 +185,25 @@ async def delete_attribute(request: Request) -> Response:
         delete_all=delete_all == "true",
     )
     return Response(status_code=204)
+
+
+def _page_links(
+    request: Request, limit: int, offset: int, returned: int, total: int | None
+) -> dict[str, str]:
+    """Link headers to the previous and next pages (clause 6.3.10)."""
+    links = []
+    if offset > 0 and limit > 0:
+        links.append(_page(request, max(offset - limit, 0), limit, "prev"))
+    more = total > offset + limit if total is not None else returned == limit
+    if limit > 0 and more:
+        links.append(_page(request, offset + limit, limit, "next"))
+    return {"Link": ", ".join(links)} if links else {}
+
+
+def _page(request: Request, offset: int, limit: int, rel: str) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
+    query += [("limit", str(limit)), ("offset", str(offset))]
+    return f'<{request.url.path}?{urlencode(query)}>; rel="{rel}"'
 
 
 def _outcome(outcome: UpdateOutcome, ctx: Context) -> Response:

@@ -186,5 +186,8 @@ def respond(
         elif isinstance(data, dict):
             data = {**data, "@context": embedded}
     if media != JSONLD:
-        extra["Link"] = f'<{context_url(context)}>; rel="{CONTEXT_REL}"; type="{JSONLD}"'
+        links = [f'<{context_url(context)}>; rel="{CONTEXT_REL}"; type="{JSONLD}"']
+        if "Link" in extra:
+            links.append(extra["Link"])
+        extra["Link"] = ", ".join(links)
     return Response(orjson.dumps(data), status_code=status, media_type=media, headers=extra)
