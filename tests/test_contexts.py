@@ -145,3 +145,34 @@ async def test_malformed_context_url_is_503_not_a_crash(client: httpx.AsyncClien
         E, json={"id": "urn:c:1", "type": "Bin"}, headers={"Link": link(garbled)}
     )
     assert_problem(response, 503, "LdContextNotAvailable")
+
+
+async def test_hosted_contexts_survive_a_restart(settings: object) -> None:
+    from stadsnav.api.app import create_app
+    from stadsnav.settings import Settings
+
+    assert isinstance(settings, Settings)
+    document = {"@context": {"Bench": "https://example.org/park#Bench"}}
+    first = create_app(settings)
+    async with first.router.lifespan_context(first):
+        transport = httpx.ASGITransport(app=first)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            location = (await http.post(C, json=document)).headers["location"]
+    second = create_app(settings)
+    async with second.router.lifespan_context(second):
+        transport = httpx.ASGITransport(app=second)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.get(location)).json() == document
+            await create(
+                http,
+                {"id": "urn:b:1", "type": "Bench"},
+                headers={"Link": link(f"http://t{location}")},
+            )
+            stored = (await http.get(f"{E}/urn:b:1")).json()
+            assert stored["type"] == "https://example.org/park#Bench"
+            assert (await http.delete(location)).status_code == 204
+    third = create_app(settings)
+    async with third.router.lifespan_context(third):
+        transport = httpx.ASGITransport(app=third)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert_problem(await http.get(location), 404, "ResourceNotFound")

@@ -516,7 +516,7 @@ async def test_postgres_database_is_created_and_migrated_once(pg_database: str) 
         assert await stores[1].tenants() == [""]
         with psycopg.connect(url) as conn:
             versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(1,)]
+        assert versions == [(1,), (2,)]
     finally:
         for s in stores:
             await s.close()

@@ -20,6 +20,7 @@ import orjson
 from stadsnav.ngsild.context import CORE_CONTEXT_URL, Context, core_document, is_core_url
 from stadsnav.ngsild.errors import BadRequestData, LdContextNotAvailable, ResourceNotFound
 from stadsnav.settings import Settings
+from stadsnav.store.base import HostedContext, Store
 
 _MAX_DEPTH = 8
 HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
@@ -37,8 +38,11 @@ class StoredContext:
 
 
 class ContextResolver:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, client: httpx.AsyncClient | None = None
+    ) -> None:
         self.settings = settings
+        self._store = store
         self._client = client or httpx.AsyncClient(
             timeout=settings.context_fetch_timeout, follow_redirects=True
         )
@@ -49,6 +53,18 @@ class ContextResolver:
         self._core = StoredContext(
             id="core", url=CORE_CONTEXT_URL, kind="Cached", document=core_document()
         )
+
+    async def load(self) -> None:
+        """Bring back the contexts clients asked to host before a restart."""
+        for kept in await self._store.hosted_contexts():
+            self._hosted[kept.id] = StoredContext(
+                id=kept.id,
+                url=kept.url,
+                kind="Hosted",
+                document=kept.document,
+                created_at=kept.created_at,
+                last_usage=kept.created_at,
+            )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -175,7 +191,7 @@ class ContextResolver:
 
     # -- the /jsonldContexts registry -------------------------------------------------------------
 
-    def add_hosted(self, document: Any, base_url: str) -> StoredContext:
+    async def add_hosted(self, document: Any, base_url: str) -> StoredContext:
         if not isinstance(document, dict) or "@context" not in document:
             raise BadRequestData("A context to host must be a JSON object with an @context member")
         context_id = str(uuid.uuid4())
@@ -184,6 +200,9 @@ class ContextResolver:
             url=base_url.rstrip("/") + HOSTED_PATH + context_id,
             kind="Hosted",
             document=document,
+        )
+        await self._store.put_context(
+            HostedContext(stored.id, stored.url, document, stored.created_at)
         )
         self._hosted[context_id] = stored
         return stored
@@ -210,6 +229,7 @@ class ContextResolver:
             del self._remote[stored.url]
             await self.document(stored.url)
         elif stored.kind == "Hosted":
+            await self._store.delete_context(stored.id)
             del self._hosted[stored.id]
         else:
             del self._remote[stored.url]

@@ -67,7 +67,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         active = store or open_store(settings)
         await active.open()
         broker = Broker(active)
-        resolver = ContextResolver(settings)
+        resolver = ContextResolver(settings, active)
+        await resolver.load()
         app.state.services = Services(settings, broker, resolver)
         sweeper = asyncio.create_task(_sweep_expired(broker, settings.expiry_interval))
         # What start-up built lives as long as the process: keep it out of every collection.

@@ -55,7 +55,7 @@ async def list_contexts(request: Request) -> Response:
 async def add_context(request: Request) -> Response:
     svc = services(request)
     document = await read_json(request, svc.settings.max_body_bytes, {JSON, JSONLD})
-    stored = svc.contexts.add_hosted(document, str(request.base_url))
+    stored = await svc.contexts.add_hosted(document, str(request.base_url))
     return Response(status_code=201, headers={"Location": f"{BASE}/{stored.id}"})
 
 

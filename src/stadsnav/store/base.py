@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.query import EntityQuery
@@ -24,6 +24,14 @@ class TypeStat:
     type: str
     count: int
     attrs: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostedContext:
+    id: str
+    url: str
+    document: dict[str, Any]
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -83,3 +91,10 @@ class Store(Protocol):
 
     async def delete_expired(self, now: str) -> int:
         """Remove transient entities whose expiresAt has passed, in every tenant."""
+
+    async def put_context(self, context: HostedContext) -> None:
+        """Keep a hosted @context document (POST /jsonldContexts)."""
+
+    async def delete_context(self, context_id: str) -> None: ...
+
+    async def hosted_contexts(self) -> list[HostedContext]: ...

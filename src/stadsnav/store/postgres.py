@@ -29,7 +29,7 @@ from stadsnav.ngsild.entity import GEOPROPERTY, Entity
 from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, TypeStat
+from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, HostedContext, TypeStat
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
 
@@ -362,6 +362,26 @@ class PostgresStore:
                 found = await cursor.fetchone()
                 total = 0 if found is None else int(found[0])
         return entities, total
+
+    async def put_context(self, context: HostedContext) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO hosted_contexts (id, url, document, created_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, "
+                "document = EXCLUDED.document",
+                (context.id, context.url, Jsonb(context.document), context.created_at),
+            )
+
+    async def delete_context(self, context_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM hosted_contexts WHERE id = %s", (context_id,))
+
+    async def hosted_contexts(self) -> list[HostedContext]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT id, url, document, created_at FROM hosted_contexts ORDER BY created_at"
+            )
+            return [HostedContext(*row) for row in await cursor.fetchall()]
 
     async def type_stats(self, tenant: str) -> list[TypeStat]:
         now = _now()

@@ -27,7 +27,13 @@ from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.store import geosql, qsql
-from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, TypeStat
+from stadsnav.store.base import (
+    DEFAULT_TENANT,
+    AttributeStat,
+    Change,
+    HostedContext,
+    TypeStat,
+)
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
 
@@ -266,6 +272,35 @@ class SQLiteStore:
                     f"SELECT count(*) FROM entities e WHERE {where}", params
                 ).fetchone()[0]
             return entities, total
+
+        return await self._read(run)
+
+    async def put_context(self, context: HostedContext) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO hosted_contexts (id, url, document, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    context.id,
+                    context.url,
+                    orjson.dumps(context.document).decode(),
+                    context.created_at,
+                ),
+            )
+
+        await self._write(run)
+
+    async def delete_context(self, context_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute("DELETE FROM hosted_contexts WHERE id = ?", (context_id,))
+        )
+
+    async def hosted_contexts(self) -> list[HostedContext]:
+        def run(conn: sqlite3.Connection) -> list[HostedContext]:
+            rows = conn.execute(
+                "SELECT id, url, document, created_at FROM hosted_contexts ORDER BY created_at"
+            )
+            return [HostedContext(i, u, orjson.loads(d), c) for i, u, d, c in rows]
 
         return await self._read(run)
 
