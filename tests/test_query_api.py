@@ -176,3 +176,23 @@ async def test_pages_link_to_the_previous_and_next_page(client: httpx.AsyncClien
     ]
     assert 'rel="prev"' in second.headers["link"]
     assert "json-ld#context" in second.headers["link"]
+
+
+async def test_scope_queries(client: httpx.AsyncClient) -> None:
+    for n, scope in enumerate(["/Stockholm/Kista", "/Stockholm/Solna/Centrum", "/Göteborg"]):
+        await client.post(E, json={"id": f"urn:s:{n}", "type": "Zone", "scope": scope})
+    await client.post(
+        E, json={"id": "urn:s:both", "type": "Zone", "scope": ["/Stockholm/Kista", "/Göteborg"]}
+    )
+
+    async def scoped(query: str) -> list[str]:
+        return _ids(await client.get(E, params={"type": "Zone", "scopeQ": query}))
+
+    assert await scoped("/Stockholm/Kista") == ["urn:s:0", "urn:s:both"]
+    assert await scoped("/Stockholm/#") == ["urn:s:0", "urn:s:1", "urn:s:both"]
+    assert await scoped("/Stockholm/+") == ["urn:s:0", "urn:s:both"]
+    assert await scoped("/Stockholm/+/Centrum,/Göteborg") == ["urn:s:1", "urn:s:2", "urn:s:both"]
+    assert await scoped("/Stockholm/Kista;/Göteborg") == ["urn:s:both"]
+    assert await scoped("/#") == ["urn:s:0", "urn:s:1", "urn:s:2", "urn:s:both"]
+    bad = await client.get(E, params={"type": "Zone", "scopeQ": "Stockholm"})
+    assert bad.status_code == 400

@@ -17,7 +17,7 @@ from stadsnav.ngsild.errors import (
 from stadsnav.ngsild.geoquery import parse_geoquery
 from stadsnav.ngsild.names import check_name, check_uri
 from stadsnav.ngsild.qlang import parse_q
-from stadsnav.ngsild.query import EntityQuery, parse_type_expression
+from stadsnav.ngsild.query import EntityQuery, parse_scope_query, parse_type_expression
 from stadsnav.ngsild.render import Format, Representation
 from stadsnav.settings import Settings
 
@@ -178,7 +178,7 @@ def entity_query(
         ctx,
     )
     scope_text = params.get("scopeQ")
-    scope = tuple(s.strip() for s in scope_text.split(",")) if scope_text else None
+    scope = parse_scope_query(scope_text) if scope_text else None
     local = params.get("local")
     if (
         require_filter

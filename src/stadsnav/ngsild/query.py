@@ -44,7 +44,8 @@ class EntityQuery:
     attrs: tuple[str, ...] | None = None
     q: QExpr | None = None
     geo: GeoQuery | None = None
-    scope: tuple[str, ...] | None = None
+    # scopeQ: alternatives (`,`) of scopes that must all match (`;`), each a regular expression.
+    scope: tuple[tuple[str, ...], ...] | None = None
     limit: int = 20
     offset: int = 0
     count: bool = False
@@ -111,6 +112,41 @@ class _TypeParser:
             raise BadRequestData(f"Unexpected {token!r} in type expression")
         check_name(token, "Entity type")
         return TypeName(self.ctx.expand(token))
+
+
+_SCOPE_SEGMENT = re.compile(r"^[^\s/#+,;()]+$")
+
+
+def parse_scope_query(text: str) -> tuple[tuple[str, ...], ...]:
+    """scopeQ (clause 4.19): `,` or, `;` and, `+` one level, a final `#` any depth below.
+
+    Each scope becomes an anchored regular expression over the entity's scope paths.
+    """
+    alternatives = []
+    for alternative in text.split(","):
+        patterns = tuple(_scope_pattern(scope.strip()) for scope in alternative.split(";"))
+        alternatives.append(patterns)
+    return tuple(alternatives)
+
+
+def _scope_pattern(scope: str) -> str:
+    if scope == "/#":
+        return "^/.*$"
+    if not scope.startswith("/"):
+        raise BadRequestData(f"A scope in scopeQ starts with /: {scope!r:.100}")
+    segments = scope[1:].split("/")
+    deeper = segments[-1] == "#"
+    if deeper:
+        segments = segments[:-1]
+    parts = []
+    for segment in segments:
+        if segment == "+":
+            parts.append("[^/]+")
+        elif _SCOPE_SEGMENT.match(segment):
+            parts.append(re.escape(segment))
+        else:
+            raise BadRequestData(f"Invalid scope in scopeQ: {scope!r:.100}")
+    return "^/" + "/".join(parts) + ("(/.*)?" if deeper else "") + "$"
 
 
 def type_names(expr: TypeExpr) -> list[str]:

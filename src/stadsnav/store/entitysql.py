@@ -88,26 +88,18 @@ def _types(
     return "(" + joiner.join(parts) + ")", params
 
 
-def _scopes(scopes: tuple[str, ...], dialect: Dialect) -> tuple[str, list[Any]]:
-    """scopeQ as a list of alternatives; `/a/#` matches /a and below, `/#` any scope."""
+def _scopes(scopes: tuple[tuple[str, ...], ...], dialect: Dialect) -> tuple[str, list[Any]]:
+    """scopeQ: any alternative whose every pattern matches one of the entity's scopes."""
     p = placeholder(dialect)
+    matches = f"stadsnav_regexp({p}, s.value)" if dialect == "sqlite" else f"s.value ~ {p}"
+    each = (
+        f"EXISTS (SELECT 1 FROM json_each(e.scopes) s WHERE {matches})"
+        if dialect == "sqlite"
+        else f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.scopes) s(value) WHERE {matches})"
+    )
     alternatives: list[str] = []
     params: list[Any] = []
-    each = (
-        "EXISTS (SELECT 1 FROM json_each(e.scopes) s WHERE {cond})"
-        if dialect == "sqlite"
-        else "EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.scopes) s(value) WHERE {cond})"
-    )
-    for scope in scopes:
-        if scope == "/#":
-            alternatives.append("e.scopes IS NOT NULL")
-        elif scope.endswith("/#"):
-            base = scope[:-2]
-            like = base.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-            cond = f"s.value = {p} OR s.value LIKE {p} ESCAPE '\\'"
-            alternatives.append(each.format(cond=cond))
-            params.extend([base, like])
-        else:
-            alternatives.append(each.format(cond=f"s.value = {p}"))
-            params.append(scope)
+    for patterns in scopes:
+        alternatives.append("(" + " AND ".join(each for _ in patterns) + ")")
+        params.extend(patterns)
     return "(" + " OR ".join(alternatives) + ")", params
