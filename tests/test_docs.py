@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 from stadsnav.settings import Settings
@@ -25,3 +27,27 @@ def test_api_doc_names_every_route() -> None:
         path = getattr(route, "path", "")
         shown = path.replace(":path}", "}")
         assert shown in text, f"docs/api.md does not mention {shown}"
+
+
+def test_the_readme_tour_runs_as_written(live_server: str) -> None:
+    """Every curl command of the README's tour, against a real server, answers as the README
+    says (the one 404 it shows is the unknown tenant)."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme.split("## A five-minute tour", 1)[1]
+    script = tour.split("```sh", 1)[1].split("```", 1)[0]
+    script = script.replace("http://127.0.0.1:8000", live_server)
+    # Each call prints its status on a line of its own after the body.
+    wrapper = "curl() { command curl -sS -w '\\n=%{http_code}\\n' \"$@\"; }\n"
+    done = subprocess.run(
+        ["bash", "-e", "-c", wrapper + script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    statuses = [line[1:] for line in done.stdout.splitlines() if re.fullmatch(r"=\d{3}", line)]
+    assert len(statuses) == script.count("\ncurl "), done.stdout
+    assert all(s.startswith("2") for s in statuses[:-1]), done.stdout
+    assert statuses[-1] == "404"
+    assert "NonexistentTenant" in done.stdout
+    assert "urn:ngsi-ld:WasteContainer:slussen-1" in done.stdout
