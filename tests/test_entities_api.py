@@ -462,3 +462,43 @@ async def test_dataset_id_selects_attribute_instances(client: httpx.AsyncClient)
     assert_problem(
         await client.get(f"{E}/urn:x:d", params={"datasetId": "not a uri"}), 400, "BadRequestData"
     )
+
+
+async def test_join_flat_and_inline_bring_linked_entities(client: httpx.AsyncClient) -> None:
+    await create(
+        client,
+        {
+            "id": "urn:j:device",
+            "type": "Device",
+            "battery": 0.9,
+            "owner": {"type": "Relationship", "object": "urn:j:board"},
+        },
+    )
+    await create(client, {"id": "urn:j:board", "type": "Organisation", "name": "Trafiknämnden"})
+    await create(
+        client,
+        {
+            "id": "urn:j:bin",
+            "type": "WasteContainer",
+            "fillingLevel": 0.5,
+            "refDevice": {"type": "Relationship", "object": "urn:j:device"},
+        },
+    )
+    flat = (await client.get(f"{E}/urn:j:bin", params={"join": "flat"})).json()
+    assert [e["id"] for e in flat] == ["urn:j:bin", "urn:j:device"]
+    deep = (await client.get(f"{E}/urn:j:bin", params={"join": "flat", "joinLevel": "2"})).json()
+    assert [e["id"] for e in deep] == ["urn:j:bin", "urn:j:device", "urn:j:board"]
+    inline = (
+        await client.get(f"{E}/urn:j:bin", params={"join": "inline", "joinLevel": "2"})
+    ).json()
+    device = inline["refDevice"]["entity"]
+    assert device["battery"]["value"] == 0.9
+    assert device["owner"]["entity"]["name"]["value"] == "Trafiknämnden"
+    kv = (
+        await client.get(f"{E}/urn:j:bin", params={"join": "inline", "options": "keyValues"})
+    ).json()
+    assert kv["refDevice"]["battery"] == 0.9
+    queried = await client.get(E, params={"type": "WasteContainer", "join": "flat"})
+    assert [e["id"] for e in queried.json()] == ["urn:j:bin", "urn:j:device"]
+    bad = await client.get(f"{E}/urn:j:bin", params={"join": "sideways"})
+    assert_problem(bad, 400, "BadRequestData")

@@ -139,5 +139,5 @@ async def test_unknown_url_parameters_are_400_invalid_request(client: httpx.Asyn
 
 async def test_spec_parameters_not_implemented_are_422(client: httpx.AsyncClient) -> None:
     await create(client, bin_entity("urn:x:1"))
-    response = await client.get(f"{E}/urn:x:1", params={"join": "flat"})
+    response = await client.get(f"{E}/urn:x:1", params={"csf": "x"})
     assert_problem(response, 422, "OperationNotSupported")

@@ -35,6 +35,7 @@ from stadsnav.ngsild.errors import (
 )
 from stadsnav.ngsild.names import check_uri, format_datetime, normalize_datetime
 from stadsnav.ngsild.query import EntityQuery
+from stadsnav.ngsild.render import relationship_targets
 from stadsnav.store.base import AttributeStat, Store, TypeStat
 
 
@@ -78,6 +79,20 @@ class Broker:
         if entity is None:
             raise ResourceNotFound(f"Entity {entity_id} not found")
         return entity
+
+    async def linked(self, tenant: str, entities: list[Entity], level: int) -> dict[str, Entity]:
+        """The entities reachable through Relationships within `level` hops (join, 4.5.23),
+        the given ones included."""
+        found: dict[str, Entity] = {e.id: e for e in entities}
+        frontier = entities
+        for _ in range(level):
+            wanted = {t for e in frontier for t in relationship_targets(e)} - found.keys()
+            if not wanted:
+                break
+            fetched = await self.store.get_many(tenant, sorted(wanted))
+            found.update(fetched)
+            frontier = list(fetched.values())
+        return found
 
     async def query(self, tenant: str, query: EntityQuery) -> tuple[list[Entity], int | None]:
         await self.check_tenant(tenant)

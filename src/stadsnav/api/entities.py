@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
@@ -11,10 +12,12 @@ from starlette.routing import Route
 from stadsnav.api import params
 from stadsnav.api.negotiation import GEOJSON, JSON, JSONLD, accepted, read_body, respond, tenant_of
 from stadsnav.api.services import services
+from stadsnav.broker import Broker
 from stadsnav.ngsild.context import Context
+from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
 from stadsnav.ngsild.names import check_uri
-from stadsnav.ngsild.render import render_entity, render_geojson
+from stadsnav.ngsild.render import Representation, render_entity, render_geojson, render_inline
 from stadsnav.ngsild.update import UpdateOutcome
 
 BASE = "/ngsi-ld/v1"
@@ -49,7 +52,12 @@ async def query_entities(request: Request) -> Response:
             "features": [render_geojson(e, ctx, rep) for e in entities],
         }
         return respond(collection, media, reference, headers=headers)
-    body = [render_entity(e, ctx, rep) for e in entities]
+    join, level = params.join(request.query_params)
+    body: list[dict[str, Any]]
+    if join is None:
+        body = [render_entity(e, ctx, rep) for e in entities]
+    else:
+        body = await _joined(svc.broker, tenant_of(request), entities, ctx, rep, join, level)
     return respond(body, media, reference, headers=headers)
 
 
@@ -73,7 +81,11 @@ async def retrieve_entity(request: Request) -> Response:
         raise ResourceNotFound(f"Entity {entity.id} has none of the attributes asked for")
     if media == GEOJSON:
         return respond(render_geojson(entity, ctx, rep), media, reference)
-    return respond(render_entity(entity, ctx, rep), media, reference)
+    join, level = params.join(request.query_params)
+    if join is None:
+        return respond(render_entity(entity, ctx, rep), media, reference)
+    joined = await _joined(svc.broker, tenant_of(request), [entity], ctx, rep, join, level)
+    return respond(joined if join == "flat" else joined[0], media, reference)
 
 
 async def replace_entity(request: Request) -> Response:
@@ -185,6 +197,26 @@ async def delete_attribute(request: Request) -> Response:
         delete_all=delete_all == "true",
     )
     return Response(status_code=204)
+
+
+async def _joined(
+    broker: Broker,
+    tenant: str,
+    entities: list[Entity],
+    ctx: Context,
+    rep: Representation,
+    join: str,
+    level: int,
+) -> list[dict[str, Any]]:
+    """Entities with what their Relationships point to: inline, or flat after them."""
+    linked = await broker.linked(tenant, entities, level)
+    if join == "inline":
+        return [render_inline(e, ctx, rep, linked, level) for e in entities]
+    own = {e.id for e in entities}
+    whole = Representation(format=rep.format, sys_attrs=rep.sys_attrs, lang=rep.lang)
+    return [render_entity(e, ctx, rep) for e in entities] + [
+        render_entity(e, ctx, whole) for i, e in linked.items() if i not in own
+    ]
 
 
 def _page_links(

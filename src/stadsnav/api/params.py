@@ -44,6 +44,7 @@ _FORMATS: dict[str, Format] = {
 
 _REPRESENTATION = {
     "options", "format", "attrs", "pick", "omit", "lang", "geometryProperty", "datasetId",
+    "join", "joinLevel",
 }  # fmt: skip
 # The URL parameters each kind of request understands (clause 6.3.20: others are refused).
 ENTITY_QUERY = _REPRESENTATION | {
@@ -58,7 +59,7 @@ PURGE = ENTITY_QUERY
 DETAILS = {"details", "limit", "offset", "local"}
 CONTEXTS = {"details", "kind"}
 # Parameters of the spec that stadsnav does not implement yet (docs/api.md).
-_NOT_YET = {"join", "joinLevel", "csf", "containedBy", "entityMap", "orderBy"}
+_NOT_YET = {"csf", "containedBy", "entityMap", "orderBy"}
 
 
 def check_known(params: QueryParams, allowed: set[str]) -> None:
@@ -81,6 +82,17 @@ def options(params: QueryParams) -> set[str]:
                 raise InvalidRequest(f"Unknown option {option!r:.100}")
             found.add(option)
     return found
+
+
+def join(params: QueryParams) -> tuple[str | None, int]:
+    """Linked entity retrieval (clause 4.5.23): `join` (flat, inline, @none) and `joinLevel`."""
+    kind = params.get("join")
+    if kind not in (None, "flat", "inline", "@none"):
+        raise BadRequestData("join must be flat, inline or @none")
+    level = _integer(params, "joinLevel", 1)
+    if not 1 <= level <= 10:
+        raise BadRequestData("joinLevel must be between 1 and 10")
+    return (None if kind == "@none" else kind), level
 
 
 def _names(params: QueryParams, key: str) -> list[str] | None:

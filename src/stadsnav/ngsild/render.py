@@ -6,6 +6,7 @@ normalized, concise and keyValues (simplified); sysAttrs; attribute projection (
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -189,3 +190,54 @@ def render_geojson(entity: Entity, ctx: Context, rep: Representation) -> dict[st
 
 def is_relationship(instance: Instance) -> bool:
     return bool(instance["type"] in (RELATIONSHIP, LISTRELATIONSHIP))
+
+
+def relationship_targets(entity: Entity) -> set[str]:
+    """Ids of the entities an entity's Relationships and ListRelationships point to."""
+    targets: set[str] = set()
+    for instances in entity.attrs.values():
+        for instance in instances:
+            if instance["type"] == RELATIONSHIP:
+                value = instance["object"]
+                targets.update(value if isinstance(value, list) else [value])
+            elif instance["type"] == LISTRELATIONSHIP:
+                targets.update(instance["objectList"])
+    return targets
+
+
+def render_inline(
+    entity: Entity,
+    ctx: Context,
+    rep: Representation,
+    linked: Mapping[str, Entity],
+    level: int,
+) -> dict[str, Any]:
+    """Linked entity retrieval with join=inline (clause 4.5.23): each Relationship carries the
+    entity it points to (`entity`, `entityList`), or in keyValues is replaced by it."""
+    out = render_entity(entity, ctx, rep)
+    if level <= 0:
+        return out
+    # Linked entities are shown whole, in the same format, down to the requested depth.
+    inner = Representation(format=rep.format, sys_attrs=rep.sys_attrs, lang=rep.lang)
+    for iri, instances in entity.attrs.items():
+        name = ctx.compact(iri)
+        shown = rep.instances(instances)
+        if name not in out or len(shown) != 1:
+            continue
+        instance = shown[0]
+        if instance["type"] == RELATIONSHIP and isinstance(instance["object"], str):
+            target = linked.get(instance["object"])
+            if target is None:
+                continue
+            joined = render_inline(target, ctx, inner, linked, level - 1)
+            if rep.format == "keyValues":
+                out[name] = joined
+            elif isinstance(out[name], dict):
+                out[name]["entity"] = joined
+        elif instance["type"] == LISTRELATIONSHIP and isinstance(out[name], dict):
+            out[name]["entityList"] = [
+                render_inline(linked[target_id], ctx, inner, linked, level - 1)
+                for target_id in instance["objectList"]
+                if target_id in linked
+            ]
+    return out
