@@ -192,10 +192,6 @@ class Context:
                 best = (len(prefix), term)
         return f"{best[1]}:{iri[best[0] :]}" if best else iri
 
-    def term_type(self, term: str) -> str | None:
-        definition = self.terms.get(term)
-        return definition.type if definition else None
-
 
 def _parse_definition(term: str, raw: Any) -> TermDefinition | None:
     if raw is None:

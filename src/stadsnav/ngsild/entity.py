@@ -357,13 +357,6 @@ def _expand_object_type(value: Any, ctx: Context) -> Any:
     return ctx.expand(check_name(value, "objectType"))
 
 
-def default_instance(instances: list[Instance]) -> Instance | None:
-    for instance in instances:
-        if "datasetId" not in instance:
-            return instance
-    return None
-
-
 def is_sub_attribute_key(key: str) -> bool:
     """Whether a member of an instance is a sub-attribute (expanded IRI) or a core member."""
     return key not in INSTANCE_MEMBERS and is_uri(key)

@@ -147,21 +147,3 @@ def _scope_pattern(scope: str) -> str:
         else:
             raise BadRequestData(f"Invalid scope in scopeQ: {scope!r:.100}")
     return "^/" + "/".join(parts) + ("(/.*)?" if deeper else "") + "$"
-
-
-def type_names(expr: TypeExpr) -> list[str]:
-    """Every type IRI an expression mentions."""
-    if isinstance(expr, TypeName):
-        return [expr.iri]
-    names: list[str] = []
-    for part in expr.parts:
-        names.extend(type_names(part))
-    return names
-
-
-def matches_types(expr: TypeExpr, types: list[str] | set[str]) -> bool:
-    if isinstance(expr, TypeName):
-        return expr.iri in types
-    if isinstance(expr, TypeAnd):
-        return all(matches_types(p, types) for p in expr.parts)
-    return any(matches_types(p, types) for p in expr.parts)

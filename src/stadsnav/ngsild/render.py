@@ -188,10 +188,6 @@ def render_geojson(entity: Entity, ctx: Context, rep: Representation) -> dict[st
     return {"id": entity.id, "type": "Feature", "geometry": geometry, "properties": properties}
 
 
-def is_relationship(instance: Instance) -> bool:
-    return bool(instance["type"] in (RELATIONSHIP, LISTRELATIONSHIP))
-
-
 def relationship_targets(entity: Entity) -> set[str]:
     """Ids of the entities an entity's Relationships and ListRelationships point to."""
     targets: set[str] = set()
