@@ -16,12 +16,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import hypothesis
 import psycopg
 import pytest
 
 from stadsnav.api.app import create_app
 from stadsnav.settings import Settings
 from tests.helpers import USER_CONTEXT_DOCUMENT
+
+# In CI the property-based tests replay the same examples every run, so that a submission's
+# result does not depend on what the generator happens to try; locally they explore freely.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis.settings.load_profile("ci")
 
 PG_ADMIN = os.environ.get("STADSNAV_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgres"]
