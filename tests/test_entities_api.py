@@ -214,7 +214,8 @@ async def test_append_attributes_with_and_without_overwrite(client: httpx.AsyncC
         json={"status": {"type": "Property", "value": "new"}},
     )
     assert kept.status_code == 207
-    assert kept.json()["notUpdated"][0]["attributeName"] == "status"
+    # UpdateResult names attributes by their fully qualified names (clause 6.3.6).
+    assert kept.json()["notUpdated"][0]["attributeName"] == "https://uri.etsi.org/ngsi-ld/status"
     body = (await client.get(f"{E}/urn:x:1")).json()
     assert body["temperature"]["value"] == 5
     assert body["status"]["value"] == "ok"
@@ -230,8 +231,11 @@ async def test_update_attributes_reports_missing_ones_with_207(client: httpx.Asy
         },
     )
     assert response.status_code == 207
-    assert response.json()["updated"] == ["status"]
-    assert response.json()["notUpdated"][0]["attributeName"] == "ghost"
+    assert response.json()["updated"] == ["https://uri.etsi.org/ngsi-ld/status"]
+    assert (
+        response.json()["notUpdated"][0]["attributeName"]
+        == "https://uri.etsi.org/ngsi-ld/default-context/ghost"
+    )
     body = (await client.get(f"{E}/urn:x:1")).json()
     assert body["status"]["value"] == "full"
     assert "ghost" not in body
@@ -502,3 +506,14 @@ async def test_join_flat_and_inline_bring_linked_entities(client: httpx.AsyncCli
     assert [e["id"] for e in queried.json()] == ["urn:j:bin", "urn:j:device"]
     bad = await client.get(f"{E}/urn:j:bin", params={"join": "sideways"})
     assert_problem(bad, 400, "BadRequestData")
+
+
+async def test_json_null_is_refused_and_scope_can_be_deleted(client: httpx.AsyncClient) -> None:
+    await create(client, {**bin_entity("urn:x:z"), "scope": "/Kista"})
+    refused = await client.patch(f"{E}/urn:x:z", json={"status": None})
+    assert_problem(refused, 400, "BadRequestData")
+    assert (await client.get(f"{E}/urn:x:z")).json()["status"]["value"] == "ok"
+    assert (await client.delete(f"{E}/urn:x:z/attrs/scope")).status_code == 204
+    assert "scope" not in (await client.get(f"{E}/urn:x:z")).json()
+    assert_problem(await client.delete(f"{E}/urn:x:z/attrs/scope"), 404, "ResourceNotFound")
+    assert_problem(await client.put(f"{E}", json={"type": "T"}), 400, "BadRequestData")

@@ -47,8 +47,6 @@ async def test_too_large_payload_is_413(client: httpx.AsyncClient) -> None:
                 {"type": "Property", "value": 2, "datasetId": "urn:d"},
             ],
         },
-        [],
-        "string",
     ],
 )
 async def test_invalid_entity_is_400_bad_request_data(
@@ -57,9 +55,16 @@ async def test_invalid_entity_is_400_bad_request_data(
     assert_problem(await client.post(E, json=entity), 400, "BadRequestData")
 
 
+@pytest.mark.parametrize("payload", [[], "string", 3])
+async def test_a_payload_that_is_not_an_object_is_400_invalid_request(
+    client: httpx.AsyncClient, payload: object
+) -> None:
+    assert_problem(await client.post(E, json=payload), 400, "InvalidRequest")
+
+
 async def test_unknown_route_and_method_are_problem_details(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/ngsi-ld/v1/nothing"), 404, "ResourceNotFound")
-    response = await client.request("PUT", E)
+    response = await client.request("PUT", "/ngsi-ld/v1/types")
     assert response.status_code == 405
     assert response.headers["content-type"].startswith("application/problem+json")
 

@@ -236,8 +236,18 @@ class Broker:
         dataset_id: str | None,
         delete_all: bool,
     ) -> None:
-        """Delete Attribute (5.6.5)."""
+        """Delete Attribute (5.6.5); `scope` removes the entity's scopes."""
         check_uri(entity_id, "Entity id")
+        if attr == "scope":
+
+            def unscope(entity: Entity) -> update.UpdateOutcome:
+                if entity.scopes is None:
+                    raise ResourceNotFound(f"Entity {entity_id} has no scope")
+                entity.scopes = None
+                return update.UpdateOutcome(updated=["scope"])
+
+            await self._modify(tenant, entity_id, unscope)
+            return
         iri = expand_attribute_name(attr, ctx)
         if dataset_id is not None:
             check_uri(dataset_id, "datasetId")

@@ -18,7 +18,12 @@ import httpx
 import orjson
 
 from stadsnav.ngsild.context import CORE_CONTEXT_URL, Context, core_document, is_core_url
-from stadsnav.ngsild.errors import BadRequestData, LdContextNotAvailable, ResourceNotFound
+from stadsnav.ngsild.errors import (
+    BadRequestData,
+    InvalidRequest,
+    LdContextNotAvailable,
+    ResourceNotFound,
+)
 from stadsnav.settings import Settings
 from stadsnav.store.base import HostedContext, Store
 
@@ -193,7 +198,7 @@ class ContextResolver:
 
     async def add_hosted(self, document: Any, base_url: str) -> StoredContext:
         if not isinstance(document, dict) or "@context" not in document:
-            raise BadRequestData("A context to host must be a JSON object with an @context member")
+            raise InvalidRequest("A context to host must be a JSON object with an @context member")
         context_id = str(uuid.uuid4())
         stored = StoredContext(
             id=context_id,
@@ -220,7 +225,12 @@ class ContextResolver:
 
     async def delete(self, reference: str, *, reload: bool) -> None:
         """Delete a hosted or cached context; reload refetches a cached one instead."""
-        stored = self.find(reference)
+        try:
+            stored = self.find(reference)
+        except ResourceNotFound:
+            if reload:
+                raise BadRequestData(f"No cached @context {reference} to reload") from None
+            raise
         if stored is self._core:
             raise BadRequestData("The core @context cannot be deleted")
         if reload:

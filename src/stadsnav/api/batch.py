@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from stadsnav.api import params
 from stadsnav.api.negotiation import (
+    GEOJSON,
     JSON,
     JSONLD,
     Body,
@@ -26,7 +27,7 @@ from stadsnav.api.services import Services, services
 from stadsnav.broker import BatchResult
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.errors import BadRequestData, NgsiLdError
-from stadsnav.ngsild.render import render_entity
+from stadsnav.ngsild.render import render_entity, render_geojson
 
 BASE = "/ngsi-ld/v1/entityOperations"
 
@@ -148,7 +149,7 @@ async def batch_query(request: Request) -> Response:
     """Query Entity via POST (clause 6.23): a Query object in the body, paging in the URL."""
     svc = services(request)
     params.check_known(request.query_params, params.ENTITY_QUERY)
-    media = accepted(request, (JSON, JSONLD))
+    media = accepted(request, (JSON, JSONLD, GEOJSON))
     body = await read_body(request, svc.settings.max_body_bytes)
     ctx = await svc.context(body.context)
     merged = QueryParams([*request.query_params.multi_items(), *_query_items(body.payload)])
@@ -156,6 +157,10 @@ async def batch_query(request: Request) -> Response:
     rep = params.representation(merged, ctx)
     entities, total = await svc.broker.query(tenant_of(request), query)
     headers = {} if total is None else {"NGSILD-Results-Count": str(total)}
+    if media == GEOJSON:
+        features = [render_geojson(e, ctx, rep) for e in entities]
+        collection = {"type": "FeatureCollection", "features": features}
+        return respond(collection, media, body.context, headers=headers)
     return respond(
         [render_entity(e, ctx, rep) for e in entities], media, body.context, headers=headers
     )

@@ -128,7 +128,7 @@ async def append_attrs(request: Request) -> Response:
         ctx,
         overwrite=overwrite,
     )
-    return _outcome(outcome, ctx)
+    return _outcome(outcome)
 
 
 async def update_attrs(request: Request) -> Response:
@@ -139,7 +139,7 @@ async def update_attrs(request: Request) -> Response:
     outcome = await svc.broker.update_attrs(
         tenant_of(request), request.path_params["entity_id"], body.payload, ctx
     )
-    return _outcome(outcome, ctx)
+    return _outcome(outcome)
 
 
 async def update_attribute(request: Request) -> Response:
@@ -238,16 +238,15 @@ def _page(request: Request, offset: int, limit: int, rel: str) -> str:
     return f'<{request.url.path}?{urlencode(query)}>; rel="{rel}"'
 
 
-def _outcome(outcome: UpdateOutcome, ctx: Context) -> Response:
+def _outcome(outcome: UpdateOutcome) -> Response:
+    """UpdateResult (5.2.18): attribute names as fully qualified names (clause 6.3.6)."""
     if not outcome.not_updated:
         return Response(status_code=204)
-    compact = ctx.compact
     return respond(
         {
-            "updated": [compact(name) for name in outcome.updated],
+            "updated": outcome.updated,
             "notUpdated": [
-                {"attributeName": compact(name), "reason": reason}
-                for name, reason in outcome.not_updated
+                {"attributeName": name, "reason": reason} for name, reason in outcome.not_updated
             ],
         },
         JSON,
@@ -256,7 +255,12 @@ def _outcome(outcome: UpdateOutcome, ctx: Context) -> Response:
     )
 
 
+async def entity_id_missing(request: Request) -> Response:
+    raise BadRequestData("The entity id is missing from the path: /entities/{entityId}")
+
+
 routes = [
+    Route(f"{BASE}/entities", entity_id_missing, methods=["PUT", "PATCH"]),
     Route(f"{BASE}/entities", create_entity, methods=["POST"]),
     Route(f"{BASE}/entities", query_entities, methods=["GET"]),
     Route(f"{BASE}/entities", purge_entities, methods=["DELETE"]),

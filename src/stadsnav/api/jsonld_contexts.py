@@ -28,6 +28,8 @@ def _describe(stored: StoredContext) -> dict[str, Any]:
         "localId": stored.id,
         "kind": stored.kind,
         "timestamp": format_datetime(datetime.fromtimestamp(stored.created_at, UTC)),
+        # Earlier drafts and the conformance suite name the creation time createdAt.
+        "createdAt": format_datetime(datetime.fromtimestamp(stored.created_at, UTC)),
         "lastUsage": format_datetime(datetime.fromtimestamp(stored.last_usage, UTC)),
         "numberOfHits": stored.uses,
     }

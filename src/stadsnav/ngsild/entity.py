@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stadsnav.ngsild.context import Context
-from stadsnav.ngsild.errors import BadRequestData
+from stadsnav.ngsild.errors import BadRequestData, InvalidRequest
 from stadsnav.ngsild.geojson import looks_like_geometry, validate_geometry
 from stadsnav.ngsild.names import check_name, check_uri, is_uri, normalize_datetime
 
@@ -122,7 +122,7 @@ class Entity:
 def expand_entity(payload: Any, ctx: Context, now: str) -> Entity:
     """Validate an entity payload (normalized or concise) and expand it."""
     if not isinstance(payload, dict):
-        raise BadRequestData("An entity must be a JSON object")
+        raise InvalidRequest("An entity must be a JSON object")
     entity_id = payload.get("id", payload.get("@id"))
     if entity_id is None:
         raise BadRequestData("An entity needs an 'id'")
@@ -289,27 +289,26 @@ def expand_instance(
 
 def _concise_value(name: str, raw: Any, *, allow_null: bool) -> Instance:
     if raw is None:
-        if allow_null:
-            return {"type": PROPERTY, "value": NULL_URI}
-        raise BadRequestData(f"Attribute {name!r} has a null value")
+        raise BadRequestData(f"Attribute {name!r} has a null value (NGSI-LD Null is {NULL_URI})")
+    if raw == NULL_URI and allow_null:
+        return {"type": PROPERTY, "value": NULL_URI}
     if looks_like_geometry(raw):
         return {"type": GEOPROPERTY, "value": validate_geometry(raw)}
     return {"type": PROPERTY, "value": raw}
 
 
+_NULL_FORMS: tuple[Any, ...] = (NULL_URI, {"@none": NULL_URI}, [NULL_URI], [{"object": NULL_URI}])
+
+
 def _is_null_form(value: Any) -> bool:
     """The NGSI-LD Null of each attribute type (clause 4.5.x): a deletion in merge operations."""
-    return (
-        value is None
-        or value == NULL_URI
-        or value == {"@none": NULL_URI}
-        or value == [NULL_URI]
-        or value == [{"object": NULL_URI}]
-    )
+    return any(value == form for form in _NULL_FORMS)
 
 
 def _check_value(name: str, kind: str, value: Any, ctx: Context, *, allow_null: bool) -> Any:
-    if _is_null_form(value) if allow_null else value is None or value == NULL_URI:
+    if value is None:
+        raise BadRequestData(f"Attribute {name!r} has a null value (NGSI-LD Null is {NULL_URI})")
+    if _is_null_form(value) if allow_null else value == NULL_URI:
         if allow_null:
             return NULL_URI
         raise BadRequestData(f"Attribute {name!r} has a null value")
