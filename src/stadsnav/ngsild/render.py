@@ -122,11 +122,19 @@ def render_instance(instance: Instance, ctx: Context, rep: Representation) -> An
             )
         elif is_sub_attribute_key(key):
             out[ctx.compact(key)] = render_instance(member, ctx, rep)
+        elif key == "observedAt":
+            out[key] = _shortest(member)
         else:
             out[key] = member
     if concise and len(out) == 1 and value_key in ("value",) and "lang" not in out:
         return out["value"]
     return out
+
+
+def _shortest(moment: str) -> str:
+    """Stored times carry microseconds so that they compare as text; whole seconds are shown
+    the way clients usually send them."""
+    return moment[:-8] + "Z" if moment.endswith(".000000Z") else moment
 
 
 def _render_value(kind: str, value: Any, ctx: Context) -> Any:
