@@ -16,7 +16,6 @@ from stadsnav.broker import Broker
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
-from stadsnav.ngsild.names import check_uri
 from stadsnav.ngsild.render import Representation, render_entity, render_geojson, render_inline
 from stadsnav.ngsild.update import UpdateOutcome
 
@@ -41,6 +40,7 @@ async def query_entities(request: Request) -> Response:
     ctx, reference = await svc.request_context(request)
     query = params.entity_query(request.query_params, ctx, svc.settings)
     rep = params.representation(request.query_params, ctx)
+    join, level = params.join(request.query_params)
     entities, total = await svc.broker.query(tenant_of(request), query)
     headers = _page_links(request, query.limit, query.offset, len(entities), total)
     entities = [e for e in entities if rep.keeps_any(e)]
@@ -52,7 +52,6 @@ async def query_entities(request: Request) -> Response:
             "features": [render_geojson(e, ctx, rep) for e in entities],
         }
         return respond(collection, media, reference, headers=headers)
-    join, level = params.join(request.query_params)
     body: list[dict[str, Any]]
     if join is None:
         body = [render_entity(e, ctx, rep) for e in entities]
@@ -76,12 +75,12 @@ async def retrieve_entity(request: Request) -> Response:
     media = accepted(request, (JSON, JSONLD, GEOJSON))
     ctx, reference = await svc.request_context(request)
     rep = params.representation(request.query_params, ctx)
+    join, level = params.join(request.query_params)
     entity = await svc.broker.retrieve(tenant_of(request), request.path_params["entity_id"])
     if not rep.keeps_any(entity):
         raise ResourceNotFound(f"Entity {entity.id} has none of the attributes asked for")
     if media == GEOJSON:
         return respond(render_geojson(entity, ctx, rep), media, reference)
-    join, level = params.join(request.query_params)
     if join is None:
         return respond(render_entity(entity, ctx, rep), media, reference)
     joined = await _joined(svc.broker, tenant_of(request), [entity], ctx, rep, join, level)
@@ -182,19 +181,14 @@ async def delete_attribute(request: Request) -> Response:
     svc = services(request)
     params.check_known(request.query_params, params.ATTRIBUTE_DELETE)
     ctx, _ = await svc.request_context(request)
-    delete_all = request.query_params.get("deleteAll", "false")
-    if delete_all not in ("true", "false"):
-        raise BadRequestData("deleteAll must be true or false")
-    dataset_id = request.query_params.get("datasetId")
-    if dataset_id is not None:
-        check_uri(dataset_id, "datasetId")
+    delete_all = params.flag(request.query_params, "deleteAll")
     await svc.broker.delete_attribute(
         tenant_of(request),
         request.path_params["entity_id"],
         request.path_params["attr"],
         ctx,
-        dataset_id=dataset_id,
-        delete_all=delete_all == "true",
+        dataset_id=request.query_params.get("datasetId"),
+        delete_all=delete_all,
     )
     return Response(status_code=204)
 

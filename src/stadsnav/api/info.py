@@ -12,17 +12,10 @@ from starlette.routing import Route
 from stadsnav.api import params
 from stadsnav.api.negotiation import JSON, JSONLD, accepted, respond, tenant_of
 from stadsnav.api.services import services
-from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
+from stadsnav.ngsild.errors import ResourceNotFound
 from stadsnav.ngsild.names import check_name
 
 BASE = "/ngsi-ld/v1"
-
-
-def _details(request: Request) -> bool:
-    value = request.query_params.get("details", "false")
-    if value not in ("true", "false"):
-        raise BadRequestData("details must be true or false")
-    return value == "true"
 
 
 async def list_types(request: Request) -> Response:
@@ -32,7 +25,7 @@ async def list_types(request: Request) -> Response:
     ctx, reference = await svc.request_context(request)
     stats = await svc.broker.type_stats(tenant_of(request))
     body: Any
-    if _details(request):
+    if params.flag(request.query_params, "details"):
         body = [
             {
                 "id": s.type,
@@ -86,7 +79,7 @@ async def list_attributes(request: Request) -> Response:
     ctx, reference = await svc.request_context(request)
     stats = await svc.broker.attribute_stats(tenant_of(request))
     body: Any
-    if _details(request):
+    if params.flag(request.query_params, "details"):
         body = [
             {
                 "id": s.attr,

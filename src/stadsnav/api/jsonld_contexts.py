@@ -23,23 +23,17 @@ _KINDS = ("Hosted", "Cached", "ImplicitlyCreated")
 
 def _describe(stored: StoredContext) -> dict[str, Any]:
     """LdContextMetadata (clause 5.13.3.5)."""
+    created = format_datetime(datetime.fromtimestamp(stored.created_at, UTC))
     return {
         "URL": stored.url,
         "localId": stored.id,
         "kind": stored.kind,
-        "timestamp": format_datetime(datetime.fromtimestamp(stored.created_at, UTC)),
+        "timestamp": created,
         # Earlier drafts and the conformance suite name the creation time createdAt.
-        "createdAt": format_datetime(datetime.fromtimestamp(stored.created_at, UTC)),
+        "createdAt": created,
         "lastUsage": format_datetime(datetime.fromtimestamp(stored.last_usage, UTC)),
         "numberOfHits": stored.uses,
     }
-
-
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name, "false").lower()
-    if value not in ("true", "false"):
-        raise BadRequestData(f"{name} must be true or false")
-    return value == "true"
 
 
 async def list_contexts(request: Request) -> Response:
@@ -50,7 +44,11 @@ async def list_contexts(request: Request) -> Response:
     if kind is not None and kind not in _KINDS:
         raise BadRequestData(f"kind must be one of {', '.join(_KINDS)}")
     found = svc.contexts.listing(kind)
-    body = [_describe(c) for c in found] if _flag(request, "details") else [c.url for c in found]
+    body = (
+        [_describe(c) for c in found]
+        if params.flag(request.query_params, "details")
+        else [c.url for c in found]
+    )
     return respond(body, JSON, None)
 
 
@@ -66,7 +64,7 @@ async def get_context(request: Request) -> Response:
     params.check_known(request.query_params, {"details"})
     media = accepted(request, (JSON, JSONLD))
     stored = svc.contexts.find(request.path_params["context_id"])
-    if _flag(request, "details"):
+    if params.flag(request.query_params, "details"):
         return respond(_describe(stored), JSON, None)
     return Response(orjson.dumps(stored.document), media_type=media)
 
@@ -74,7 +72,7 @@ async def get_context(request: Request) -> Response:
 async def delete_context(request: Request) -> Response:
     svc = services(request)
     params.check_known(request.query_params, {"reload"})
-    reload = _flag(request, "reload")
+    reload = params.flag(request.query_params, "reload")
     await svc.contexts.delete(request.path_params["context_id"], reload=reload)
     return Response(status_code=204)
 

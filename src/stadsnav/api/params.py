@@ -71,6 +71,14 @@ def check_known(params: QueryParams, allowed: set[str]) -> None:
         raise InvalidRequest(f"Unknown URL parameter {key!r:.100}")
 
 
+def flag(params: QueryParams, name: str) -> bool:
+    """A true/false URL parameter (false when absent)."""
+    value = params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise BadRequestData(f"{name} must be true or false")
+    return value == "true"
+
+
 def options(params: QueryParams) -> set[str]:
     found: set[str] = set()
     for raw in params.getlist("options"):
@@ -204,9 +212,6 @@ def entity_query(
     offset = _integer(params, "offset", 0)
     if limit > settings.query_max_limit:
         raise TooManyResults(f"limit may be at most {settings.query_max_limit}")
-    count = params.get("count", "false")
-    if count not in ("true", "false"):
-        raise BadRequestData("count must be true or false")
     attr_filter = None
     if attrs_names is not None and pick_names is None:
         attr_filter = tuple(_attribute(n, ctx) for n in attrs_names)
@@ -220,7 +225,7 @@ def entity_query(
         scope=scope,
         limit=limit,
         offset=offset,
-        count=count == "true" or "count" in options(params),
+        count=flag(params, "count") or "count" in options(params),
     )
 
 
