@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from stadsnav.ngsild.geoquery import GeoQuery
 from stadsnav.ngsild.query import EntityQuery, TypeAnd, TypeName, TypeOr
 from stadsnav.store import sqlite as sqlite_module
 from stadsnav.store.base import Store
+from stadsnav.store.migrations import migration_files
 from stadsnav.store.sqlite import SQLiteStore
 from tests.conftest import BACKENDS, PG_ADMIN, _clear_postgres
 
@@ -516,9 +518,101 @@ async def test_postgres_database_is_created_and_migrated_once(pg_database: str) 
         assert await stores[1].tenants() == [""]
         with psycopg.connect(url) as conn:
             versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(1,), (2,)]
+        assert versions == [(version,) for version, _ in migration_files("postgres")]
     finally:
         for s in stores:
             await s.close()
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_entities_written_before_attribute_sets_keep_their_attributes(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 3 turns the per-entity attribute rows into shared attribute sets."""
+    if backend == "sqlite":
+        module: Any = sqlite_module
+        url = str(tmp_path / "old.db")
+        open_store: Any = SQLiteStore
+    else:
+        from stadsnav.store import postgres as module
+
+        url = request.getfixturevalue("pg_database") + "_old"
+        request.addfinalizer(lambda: _drop_database(url))
+        open_store = module.PostgresStore
+    old = [m for m in migration_files(backend) if m[0] < 3]
+    monkeypatch.setattr(module, "migration_files", lambda _backend: old)
+    store = open_store(url)
+    await store.open()
+    await store.close()
+    monkeypatch.undo()
+
+    mark = "?" if backend == "sqlite" else "%s"
+    rows = {
+        "urn:a:1": {LEVEL: "Property", LOCATION: "GeoProperty"},
+        "urn:a:2": {LEVEL: "Property", LOCATION: "GeoProperty"},
+        "urn:a:3": {LEVEL: "Property", STATUS: "Property,Relationship"},
+        "urn:a:4": {},
+    }
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    for pk, (entity_id, attrs) in enumerate(rows.items(), start=100):
+        types: Any = json.dumps([BIN]) if backend == "sqlite" else [BIN]
+        statements.append(
+            (
+                "INSERT INTO entities (pk, tenant, id, types, doc, created_at, modified_at) "
+                f"VALUES ({mark}, '', {mark}, {mark}, '{{}}', '{T0}', '{T0}')",
+                (pk, entity_id, types),
+            )
+        )
+        if backend == "sqlite":
+            statements.append((f"INSERT INTO entity_types VALUES ('', {mark}, {mark})", (BIN, pk)))
+        for attr, kinds in attrs.items():
+            statements.append(
+                (f"INSERT INTO entity_attrs VALUES ('', {mark}, {mark}, {mark})", (attr, pk, kinds))
+            )
+    if backend == "sqlite":
+        with sqlite3.connect(url) as conn:
+            for sql, params in statements:
+                conn.execute(sql, params)
+    else:
+        with psycopg_connect(url) as conn:
+            for sql, params in statements:
+                conn.execute(sql, params)
+
+    store = open_store(url)
+    await store.open()
+    try:
+        found, _ = await store.query("", EntityQuery(attrs=(STATUS,)))
+        assert ids(found) == ["urn:a:3"]
+        found, _ = await store.query("", EntityQuery(attrs=(LOCATION,)))
+        assert ids(found) == ["urn:a:1", "urn:a:2"]
+        stats = {s.attr: (s.count, s.kinds) for s in await store.attribute_stats("")}
+        assert stats == {
+            LEVEL: (3, frozenset({"Property"})),
+            LOCATION: (2, frozenset({"GeoProperty"})),
+            STATUS: (1, frozenset({"Property", "Relationship"})),
+        }
+        # A new entity with the attributes of urn:a:1 joins the migrated set: the store and the
+        # migration name sets alike.
+        await store.insert("", make("urn:a:5"))
+        if backend == "sqlite":
+            with sqlite3.connect(url) as conn:
+                count = conn.execute("SELECT count(*) FROM attr_sets").fetchone()[0]
+        else:
+            with psycopg_connect(url) as conn:
+                count = conn.execute("SELECT count(*) FROM attr_sets").fetchone()[0]
+        assert count == 3
+    finally:
+        await store.close()
+
+
+def _drop_database(url: str) -> None:
+    with psycopg_connect(PG_ADMIN) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def psycopg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)

@@ -42,10 +42,8 @@ def compile_where(
     if query.attrs is not None:
         marks = ", ".join(p for _ in query.attrs)
         clauses.append(
-            f"e.pk IN (SELECT a.entity FROM entity_attrs a WHERE a.tenant = {p} "
-            f"AND a.attr IN ({marks}))"
+            f"e.attrset IN (SELECT m.attrset FROM attr_set_members m WHERE m.attr IN ({marks}))"
         )
-        params.append(tenant)
         params.extend(query.attrs)
     if query.scope is not None:
         sql, more = _scopes(query.scope, dialect)

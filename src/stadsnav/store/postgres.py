@@ -2,8 +2,9 @@
 
 Every write is one transaction and set-based: a batch travels as a handful of array parameters
 (`unnest`), the entities are written with one `INSERT ... ON CONFLICT` or `UPDATE ... FROM`, and
-the index tables (entity_attrs, entity_geo) are rewritten with one DELETE and one INSERT each,
-sent together in pipeline mode. Reads run in autocommit, so fetching an entity is one round trip.
+the geo index rows (entity_geo) are rewritten with one DELETE and one INSERT, only where they
+changed. Which attributes an entity has is one shared attribute set (store/attrsets.py). Reads
+run in autocommit, so fetching an entity is one round trip.
 
 The database is created (if missing) and migrated on first start; migrations run in a
 transaction holding an advisory lock, so several workers starting together do not race.
@@ -11,6 +12,7 @@ transaction holding an advisory lock, so several workers starting together do no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from stadsnav.ngsild.entity import GEOPROPERTY, Entity
 from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
+from stadsnav.store.attrsets import AttrSetIds, Members, members_of, signature
 from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, HostedContext, TypeStat
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
@@ -46,43 +49,28 @@ _STAGE = "stadsnav_stage"
 _STAGE_DDL = (
     f'CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (id TEXT COLLATE "C" NOT NULL, types TEXT NOT NULL, '
     "scopes JSONB, doc JSONB NOT NULL, created_at TEXT NOT NULL, modified_at TEXT NOT NULL, "
-    "expires_at TEXT, version INTEGER NOT NULL) ON COMMIT DELETE ROWS"
+    "expires_at TEXT, attrset BIGINT NOT NULL, version INTEGER NOT NULL) ON COMMIT DELETE ROWS"
 )
 _COPY_STAGE = (
-    f"COPY {_STAGE} (id, types, scopes, doc, created_at, modified_at, expires_at, version) "
-    "FROM STDIN"
+    f"COPY {_STAGE} (id, types, scopes, doc, created_at, modified_at, expires_at, attrset, "
+    "version) FROM STDIN"
 )
-# The index rows of a batch are staged too, so that a rewrite only touches rows that changed:
-# an entity replaced with the same attributes (the usual sensor update) costs no index writes.
-_ATTR_STAGE = "stadsnav_attr_stage"
+# The geo rows of a batch are staged too, so that a rewrite only touches rows that changed:
+# an entity replaced with the same location (the usual sensor update) costs no index writes.
 _GEO_STAGE = "stadsnav_geo_stage"
-_STAGE_INDEX_DDL = (
-    f'CREATE TEMP TABLE IF NOT EXISTS {_ATTR_STAGE} (attr TEXT COLLATE "C" NOT NULL, '
-    "entity BIGINT NOT NULL, kinds TEXT NOT NULL) ON COMMIT DELETE ROWS",
+_STAGE_GEO_DDL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_GEO_STAGE} (entity BIGINT NOT NULL, attr TEXT NOT NULL, "
-    "geom geometry NOT NULL) ON COMMIT DELETE ROWS",
+    "geom geometry NOT NULL) ON COMMIT DELETE ROWS"
 )
-_COPY_ATTRS = "COPY entity_attrs (tenant, attr, entity, kinds) FROM STDIN"
 _COPY_GEO = "COPY entity_geo (entity, attr, geom) FROM STDIN"
-_COPY_ATTR_STAGE = f"COPY {_ATTR_STAGE} (attr, entity, kinds) FROM STDIN"
 _COPY_GEO_STAGE = f"COPY {_GEO_STAGE} (entity, attr, geom) FROM STDIN"
-_UNSTAGE_INDEX = f"DELETE FROM {_ATTR_STAGE}; DELETE FROM {_GEO_STAGE}"
-# Drop the index rows of rewritten entities (%s: their pks) that the staged rows do not repeat,
+_UNSTAGE_GEO = f"DELETE FROM {_GEO_STAGE}"
+# Drop the geo rows of rewritten entities (%s: their pks) that the staged rows do not repeat,
 # then add the staged rows that are not there yet.
-_DROP_ATTRS = (
-    "DELETE FROM entity_attrs a WHERE a.entity = ANY(%s::bigint[]) AND NOT EXISTS "
-    f"(SELECT 1 FROM {_ATTR_STAGE} s WHERE s.entity = a.entity AND s.attr = a.attr "
-    "AND s.kinds = a.kinds)"
-)
 _DROP_GEO = (
     "DELETE FROM entity_geo g WHERE g.entity = ANY(%s::bigint[]) AND NOT EXISTS "
     f"(SELECT 1 FROM {_GEO_STAGE} s WHERE s.entity = g.entity AND s.attr = g.attr "
     "AND s.geom = g.geom)"
-)
-_ADD_ATTRS = (
-    "INSERT INTO entity_attrs (tenant, attr, entity, kinds) SELECT %s, s.attr, s.entity, s.kinds "
-    f"FROM {_ATTR_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM entity_attrs a "
-    "WHERE a.entity = ANY(%s::bigint[]) AND a.entity = s.entity AND a.attr = s.attr)"
 )
 _ADD_GEO = (
     "INSERT INTO entity_geo (entity, attr, geom) SELECT s.entity, s.attr, s.geom "
@@ -93,32 +81,31 @@ _ADD_GEO = (
 # Rows are taken in id order so that concurrent batches lock shared rows in the same order.
 _INSERT = (
     "INSERT INTO entities AS e (tenant, id, types, scopes, doc, created_at, modified_at, "
-    "expires_at, version) SELECT %s, t.id, t.types::text[], t.scopes, t.doc, t.created_at, "
-    f"t.modified_at, t.expires_at, 1 FROM {_STAGE} t ORDER BY t.id "
+    "expires_at, attrset, version) SELECT %s, t.id, t.types::text[], t.scopes, t.doc, "
+    f"t.created_at, t.modified_at, t.expires_at, t.attrset, 1 FROM {_STAGE} t ORDER BY t.id "
     "ON CONFLICT (tenant, id) DO "
 )
 _INSERT_SQL = _INSERT + "NOTHING RETURNING e.id, e.pk, true, e.created_at, e.version"
 _UPSERT_SQL = _INSERT + (
     "UPDATE SET types = EXCLUDED.types, scopes = EXCLUDED.scopes, doc = EXCLUDED.doc, "
     "modified_at = EXCLUDED.modified_at, expires_at = EXCLUDED.expires_at, "
-    "version = e.version + 1 "
+    "attrset = EXCLUDED.attrset, version = e.version + 1 "
     "RETURNING e.id, e.pk, (e.xmax = 0), e.created_at, e.version"
 )
 _SAVE_SQL = (
     "UPDATE entities AS e SET types = l.types::text[], scopes = l.scopes, doc = l.doc, "
     "created_at = l.created_at, modified_at = l.modified_at, expires_at = l.expires_at, "
-    "version = e.version + 1 FROM (SELECT c.pk, t.* FROM entities c JOIN "
+    "attrset = l.attrset, version = e.version + 1 FROM (SELECT c.pk, t.* FROM entities c JOIN "
     f"{_STAGE} t ON c.tenant = %s AND c.id = t.id AND c.version = t.version "
     "ORDER BY c.id FOR UPDATE OF c) AS l WHERE e.pk = l.pk "
     "RETURNING e.id, e.pk, false, e.created_at, e.version"
 )
-# One entity at a time: plain parameters, index rows from arrays.
-_ROW = "%s, %s, %s, %s, %s, %s, %s, %s"
+# One entity at a time: plain parameters, geo rows from arrays.
+_ROW = "%s, %s, %s, %s, %s, %s, %s, %s, %s"
 _INSERT_ONE = (
     "WITH ins AS (INSERT INTO entities (tenant, id, types, scopes, doc, created_at, modified_at, "
-    f"expires_at, version) VALUES ({_ROW}, 1) ON CONFLICT (tenant, id) DO NOTHING RETURNING pk), "
-    "a AS (INSERT INTO entity_attrs (tenant, attr, entity, kinds) SELECT %s, u.attr, ins.pk, "
-    "u.kinds FROM ins, unnest(%s::text[], %s::text[]) AS u(attr, kinds)), "
+    f"expires_at, attrset, version) VALUES ({_ROW}, 1) ON CONFLICT (tenant, id) DO NOTHING "
+    "RETURNING pk), "
     "g AS (INSERT INTO entity_geo (entity, attr, geom) SELECT ins.pk, u.attr, u.geom::geometry "
     "FROM ins, unnest(%s::text[], %s::text[]) AS u(attr, geom)) "
     "SELECT pk FROM ins"
@@ -126,9 +113,25 @@ _INSERT_ONE = (
 # Deleting entities deletes their index rows in the same statement.
 _DELETE = (
     "WITH gone AS (DELETE FROM entities e WHERE {where} RETURNING e.pk, e.id), "
-    "a AS (DELETE FROM entity_attrs WHERE entity IN (SELECT pk FROM gone)), "
     "g AS (DELETE FROM entity_geo WHERE entity IN (SELECT pk FROM gone)) "
     "SELECT id FROM gone"
+)
+
+
+# New attribute sets (%s: signatures, then members as signature, attr, kinds), each with its
+# members in one statement; a set another worker made meanwhile is left alone and looked up.
+_CREATE_SETS = (
+    "WITH new AS (INSERT INTO attr_sets (signature) SELECT unnest(%s::text[]) "
+    "ON CONFLICT (signature) DO NOTHING RETURNING id, signature), "
+    "m AS (INSERT INTO attr_set_members (attrset, attr, kinds) SELECT new.id, u.attr, u.kinds "
+    "FROM new JOIN unnest(%s::text[], %s::text[], %s::text[]) AS u(signature, attr, kinds) "
+    "ON u.signature = new.signature) "
+    "SELECT id, signature FROM new"
+)
+# The distinct (type, attribute set) pairs of a tenant's live entities.
+_TYPE_SETS = (
+    "SELECT DISTINCT t.type, e.attrset FROM entities e CROSS JOIN unnest(e.types) AS t(type) "
+    f"WHERE e.tenant = %s AND {_LIVE}"
 )
 
 
@@ -142,6 +145,12 @@ class PostgresStore:
         self.min_size = min_size
         self.max_size = max_size
         self._pool: AsyncConnectionPool[Conn] | None = None
+        self._sets = AttrSetIds()
+        # New attribute sets are made on a connection of their own, in autocommit: a set is then
+        # visible to every worker at once, and making one never waits on (or holds) the locks of
+        # an entity write, nor a second connection from the pool.
+        self._sets_conn: Conn | None = None
+        self._sets_lock = asyncio.Lock()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -155,7 +164,7 @@ class PostgresStore:
     async def _configure(conn: Conn) -> None:
         set_json_dumps(orjson.dumps, conn)
         set_json_loads(orjson.loads, conn)
-        for ddl in (_STAGE_DDL, *_STAGE_INDEX_DDL):
+        for ddl in (_STAGE_DDL, _STAGE_GEO_DDL):
             await conn.execute(ddl)
 
     async def open(self) -> None:
@@ -207,6 +216,9 @@ class PostgresStore:
             )
 
     async def close(self) -> None:
+        if self._sets_conn is not None:
+            await self._sets_conn.close()
+            self._sets_conn = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -225,10 +237,48 @@ class PostgresStore:
 
     # -- writes --------------------------------------------------------------------------------
 
+    async def _set_ids(self, entities: Sequence[Entity]) -> list[int]:
+        """The attribute set of each entity, made first where it is new."""
+        signatures: list[str] = []
+        missing: dict[str, Members] = {}
+        for entity in entities:
+            members = members_of(entity.attrs)
+            sig = signature(members)
+            signatures.append(sig)
+            if self._sets.get(sig) is None:
+                missing[sig] = members
+        if missing:
+            await self._make_sets(missing)
+        return [self._sets.get(sig) or 0 for sig in signatures]
+
+    async def _make_sets(self, missing: dict[str, Members]) -> None:
+        # Sorted, so that two workers making overlapping sets take the unique-index locks in the
+        # same order.
+        ordered = sorted(missing)
+        columns: tuple[list[str], list[str], list[str]] = ([], [], [])
+        for sig in ordered:
+            for attr, kinds in missing[sig]:
+                columns[0].append(sig)
+                columns[1].append(attr)
+                columns[2].append(kinds)
+        async with self._sets_lock:
+            if self._sets_conn is None or self._sets_conn.closed:
+                self._sets_conn = await AsyncConnection.connect(self.url, autocommit=True)
+            conn = self._sets_conn
+            cursor = await conn.execute(_CREATE_SETS, (ordered, *columns))
+            found = {sig: int(set_id) for set_id, sig in await cursor.fetchall()}
+            others = [sig for sig in ordered if sig not in found]
+            if others:
+                cursor = await conn.execute(
+                    "SELECT id, signature FROM attr_sets WHERE signature = ANY(%s)", (others,)
+                )
+                found.update({sig: int(set_id) for set_id, sig in await cursor.fetchall()})
+        self._sets.remember(found)
+
     async def insert(self, tenant: str, entity: Entity) -> None:
-        # One statement writes the entity row and its index rows, if the id is free.
-        attrs, geo = _index_arrays(entity)
-        params = (*_row_params(tenant, entity), tenant, *attrs, *geo)
+        # One statement writes the entity row and its geo rows, if the id is free.
+        (set_id,) = await self._set_ids([entity])
+        params = (*_row_params(tenant, entity), set_id, *_geo_arrays(entity))
         async with self.pool.connection() as conn:
             async with conn.pipeline():
                 await conn.execute("BEGIN")
@@ -253,6 +303,7 @@ class PostgresStore:
         if not entities:
             return results
         sql = _INSERT_SQL if mode == "insert" else _UPSERT_SQL
+        set_ids = await self._set_ids(entities)
         async with self.pool.connection() as conn, conn.transaction():
             if tenant != DEFAULT_TENANT:
                 await conn.execute(
@@ -260,7 +311,8 @@ class PostgresStore:
                 )
             for n, indexes in enumerate(_rounds(entities)):
                 batch = [entities[i] for i in indexes]
-                rows = await _stage_and_run(conn, batch, sql, (tenant,), first=n == 0)
+                sets = [set_ids[i] for i in indexes]
+                rows = await _stage_and_run(conn, batch, sets, sql, (tenant,), first=n == 0)
                 written: list[tuple[int, Entity, bool]] = []
                 for i, entity in zip(indexes, batch, strict=True):
                     row = rows.get(entity.id)
@@ -269,7 +321,7 @@ class PostgresStore:
                     _, pk, created, entity.created_at, entity.version = row
                     results[i] = created
                     written.append((pk, entity, created))
-                await _reindex(conn, tenant, written, first=n == 0)
+                await _reindex(conn, written, first=n == 0)
         return results
 
     async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
@@ -288,7 +340,7 @@ class PostgresStore:
             found = [_entity(row) for row in await cursor.fetchall()]
             changed = [entity for entity in found if change(entity)]
             if changed:
-                await _save(conn, tenant, changed)
+                await _save(conn, tenant, changed, await self._set_ids(changed))
         present = {entity.id for entity in found}
         return [entity_id for entity_id in dict.fromkeys(ids) if entity_id in present]
 
@@ -393,9 +445,8 @@ class PostgresStore:
             )
             counts = await cursor.fetchall()
             cursor = await conn.execute(
-                "SELECT DISTINCT t.type, a.attr, a.kinds FROM entities e "
-                "CROSS JOIN unnest(e.types) AS t(type) JOIN entity_attrs a ON a.entity = e.pk "
-                f"WHERE e.tenant = %s AND {_LIVE}",
+                f"SELECT DISTINCT ts.type, m.attr, m.kinds FROM ({_TYPE_SETS}) ts "
+                "JOIN attr_set_members m ON m.attrset = ts.attrset",
                 (tenant, now),
             )
             attrs: dict[str, dict[str, set[str]]] = {}
@@ -410,18 +461,18 @@ class PostgresStore:
         now = _now()
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT a.attr, count(*), array_agg(DISTINCT a.kinds) FROM entity_attrs a "
-                f"JOIN entities e ON e.pk = a.entity WHERE a.tenant = %s AND {_LIVE} "
-                "GROUP BY a.attr",
+                "SELECT m.attr, sum(c.n)::bigint, array_agg(DISTINCT m.kinds) FROM "
+                "(SELECT e.attrset, count(*) AS n FROM entities e "
+                f"WHERE e.tenant = %s AND {_LIVE} GROUP BY e.attrset) c "
+                "JOIN attr_set_members m ON m.attrset = c.attrset GROUP BY m.attr",
                 (tenant, now),
             )
             stats: dict[str, tuple[int, set[str], set[str]]] = {}
             for attr, count, kinds in await cursor.fetchall():
                 stats[attr] = (count, set(), {k for each in kinds for k in each.split(",")})
             cursor = await conn.execute(
-                "SELECT DISTINCT a.attr, t.type FROM entity_attrs a "
-                "JOIN entities e ON e.pk = a.entity CROSS JOIN unnest(e.types) AS t(type) "
-                f"WHERE a.tenant = %s AND {_LIVE}",
+                f"SELECT DISTINCT m.attr, ts.type FROM ({_TYPE_SETS}) ts "
+                "JOIN attr_set_members m ON m.attrset = ts.attrset",
                 (tenant, now),
             )
             for attr, type_ in await cursor.fetchall():
@@ -466,14 +517,20 @@ def _rounds(entities: Sequence[Entity]) -> list[list[int]]:
 
 
 async def _stage_and_run(
-    conn: Conn, entities: list[Entity], sql: str, params: Sequence[Any], *, first: bool
+    conn: Conn,
+    entities: list[Entity],
+    set_ids: list[int],
+    sql: str,
+    params: Sequence[Any],
+    *,
+    first: bool,
 ) -> dict[str, tuple[Any, ...]]:
     """Copy entities (distinct ids) into the staging table, run `sql` over it; rows by id.
 
     The staging table empties itself at commit, so only later rounds of a transaction clear it.
     """
     lines: list[bytes] = []
-    for entity in entities:
+    for entity, set_id in zip(entities, set_ids, strict=True):
         scopes = b"\\N" if entity.scopes is None else _copy_json(entity.scopes)
         expires = b"\\N" if entity.expires_at is None else _copy_text(entity.expires_at)
         lines.append(
@@ -486,6 +543,7 @@ async def _stage_and_run(
                     _copy_text(entity.created_at),
                     _copy_text(entity.modified_at),
                     expires,
+                    b"%d" % set_id,
                     b"%d\n" % entity.version,
                 )
             )
@@ -499,12 +557,13 @@ async def _stage_and_run(
         return {row[0]: row for row in await cursor.fetchall()}
 
 
-async def _save(conn: Conn, tenant: str, entities: list[Entity]) -> list[bool]:
+async def _save(conn: Conn, tenant: str, entities: list[Entity], set_ids: list[int]) -> list[bool]:
     """Write back entities whose version is unchanged in the database; False for the others."""
     results = [False] * len(entities)
     for n, indexes in enumerate(_rounds(entities)):
         batch = [entities[i] for i in indexes]
-        rows = await _stage_and_run(conn, batch, _SAVE_SQL, (tenant,), first=n == 0)
+        sets = [set_ids[i] for i in indexes]
+        rows = await _stage_and_run(conn, batch, sets, _SAVE_SQL, (tenant,), first=n == 0)
         written: list[tuple[int, Entity, bool]] = []
         for i, entity in zip(indexes, batch, strict=True):
             row = rows.get(entity.id)
@@ -513,7 +572,7 @@ async def _save(conn: Conn, tenant: str, entities: list[Entity]) -> list[bool]:
             results[i] = True
             entity.version = row[4]
             written.append((row[1], entity, False))
-        await _reindex(conn, tenant, written, first=n == 0)
+        await _reindex(conn, written, first=n == 0)
     return results
 
 
@@ -540,57 +599,37 @@ def _copy_json(value: Any) -> bytes:
     return orjson.dumps(value).replace(b"\\", b"\\\\")
 
 
-async def _reindex(
-    conn: Conn, tenant: str, entities: list[tuple[int, Entity, bool]], *, first: bool
-) -> None:
-    """Bring the entity_attrs and entity_geo rows of entities (pk, entity, is new) up to date.
+async def _reindex(conn: Conn, entities: list[tuple[int, Entity, bool]], *, first: bool) -> None:
+    """Bring the entity_geo rows of entities (pk, entity, is new) up to date.
 
     The rows of new entities are copied straight in. Those of rewritten entities are staged and
     compared, so that only rows that changed are written: an entity replaced with the same
-    attributes and location (the usual sensor update) costs no index writes at all.
+    location (the usual sensor update) costs no index writes at all.
     """
-    new_attrs: list[bytes] = []
     new_geo: list[tuple[bytes, bytes]] = []
-    old_attrs: list[bytes] = []
     old_geo: list[tuple[bytes, bytes]] = []
     stale: list[int] = []
-    prefix = _copy_text(tenant) + b"\t"
     for pk, entity, is_new in entities:
-        attr_lines, geo_lines = (new_attrs, new_geo) if is_new else (old_attrs, old_geo)
+        geo_lines = new_geo if is_new else old_geo
         if not is_new:
             stale.append(pk)
         for attr, instances in entity.attrs.items():
-            kinds = {instance["type"] for instance in instances}
-            name = _copy_text(attr)
-            kind_text = ",".join(sorted(kinds)) if len(kinds) > 1 else next(iter(kinds))
-            attr_lines.append(b"%s\t%d\t%s\n" % (name, pk, _copy_text(kind_text)))
-            if GEOPROPERTY not in kinds:
-                continue
             for instance in instances:
                 value = instance.get("value")
                 if instance["type"] == GEOPROPERTY and isinstance(value, dict):
-                    geo_lines.append((b"%d\t%s\t" % (pk, name), orjson.dumps(value)))
+                    geo_lines.append((b"%d\t%s\t" % (pk, _copy_text(attr)), orjson.dumps(value)))
     async with conn.cursor() as cursor:
-        if new_attrs:
-            async with cursor.copy(_COPY_ATTRS) as copy:
-                await copy.write(b"".join(prefix + line for line in new_attrs))
         if new_geo:
             async with cursor.copy(_COPY_GEO) as copy:
                 await copy.write(_geo_lines(new_geo))
         if not stale:
             return
         if not first:
-            await cursor.execute(_UNSTAGE_INDEX.encode())
-        if old_attrs:
-            async with cursor.copy(_COPY_ATTR_STAGE) as copy:
-                await copy.write(b"".join(old_attrs))
+            await cursor.execute(_UNSTAGE_GEO.encode())
         if old_geo:
             async with cursor.copy(_COPY_GEO_STAGE) as copy:
                 await copy.write(_geo_lines(old_geo))
-        await cursor.execute(_DROP_ATTRS, (stale,))
         await cursor.execute(_DROP_GEO, (stale,))
-        if old_attrs:
-            await cursor.execute(_ADD_ATTRS, (tenant, stale))
         if old_geo:
             await cursor.execute(_ADD_GEO, (stale,))
 
@@ -609,28 +648,21 @@ def _row_params(tenant: str, entity: Entity) -> tuple[Any, ...]:
     )
 
 
-def _index_arrays(
-    entity: Entity,
-) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
-    """The index rows of one entity: (attribute names, kinds) and (attribute names, hex EWKB)."""
+def _geo_arrays(entity: Entity) -> tuple[list[str], list[str]]:
+    """The geo rows of one entity: (attribute names, hex EWKB)."""
     names: list[str] = []
-    kinds: list[str] = []
-    geo_names: list[str] = []
     geojson: list[bytes] = []
     for attr, instances in entity.attrs.items():
-        types = {instance["type"] for instance in instances}
-        names.append(attr)
-        kinds.append(",".join(sorted(types)))
         for instance in instances:
             value = instance.get("value")
             if instance["type"] == GEOPROPERTY and isinstance(value, dict):
-                geo_names.append(attr)
+                names.append(attr)
                 geojson.append(orjson.dumps(value))
     ewkb: list[str] = []
     if geojson:
         geometries = shapely.set_srid(shapely.from_geojson(geojson), 4326)
         ewkb = shapely.to_wkb(geometries, hex=True, include_srid=True, output_dimension=2).tolist()
-    return (names, kinds), (geo_names, ewkb)
+    return names, ewkb
 
 
 def _geo_lines(rows: list[tuple[bytes, bytes]]) -> bytes:

@@ -27,6 +27,7 @@ from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.store import geosql, qsql
+from stadsnav.store.attrsets import AttrSetIds, members_of, signature
 from stadsnav.store.base import (
     DEFAULT_TENANT,
     AttributeStat,
@@ -65,6 +66,7 @@ class SQLiteStore:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._sets = _SetResolver(AttrSetIds())
 
     # -- connections and threads -------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class SQLiteStore:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             conn = self._connect()
+            self._sets.created.clear()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -98,6 +101,7 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self._sets.known.remember(self._sets.created)
             return result
 
         loop = asyncio.get_running_loop()
@@ -155,10 +159,14 @@ class SQLiteStore:
             raise AlreadyExists(f"Entity {entity.id} already exists")
 
     async def insert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        return await self._write(lambda conn: _write_batch(conn, tenant, entities, replace=False))
+        return await self._write(
+            lambda conn: _write_batch(conn, self._sets, tenant, entities, replace=False)
+        )
 
     async def upsert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        return await self._write(lambda conn: _write_batch(conn, tenant, entities, replace=True))
+        return await self._write(
+            lambda conn: _write_batch(conn, self._sets, tenant, entities, replace=True)
+        )
 
     async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
         return bool(await self.modify_many(tenant, [entity_id], change))
@@ -179,7 +187,7 @@ class SQLiteStore:
                     continue
                 entity = _entity(row)
                 if change(entity):
-                    _rewrite(conn, tenant, {row[0]: entity})
+                    _rewrite(conn, self._sets, tenant, {row[0]: entity})
                 found.append(entity_id)
             return found
 
@@ -316,9 +324,9 @@ class SQLiteStore:
             ).fetchall()
             attrs: dict[str, dict[str, set[str]]] = {}
             for type_, attr, kinds in conn.execute(
-                "SELECT DISTINCT t.type, a.attr, a.kinds FROM entity_types t "
-                "JOIN entity_attrs a ON a.entity = t.entity WHERE t.tenant = ?",
-                (tenant,),
+                f"SELECT DISTINCT ts.type, m.attr, m.kinds FROM ({_TYPE_SETS}) ts "
+                "JOIN attr_set_members m ON m.attrset = ts.attrset",
+                (tenant, now),
             ):
                 attrs.setdefault(type_, {}).setdefault(attr, set()).update(kinds.split(","))
             return [
@@ -338,16 +346,17 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[AttributeStat]:
             stats: dict[str, tuple[int, set[str], set[str]]] = {}
             for attr, count, kinds in conn.execute(
-                "SELECT a.attr, count(*), group_concat(DISTINCT a.kinds) FROM entity_attrs a "
-                "JOIN entities e ON e.pk = a.entity WHERE a.tenant = ? "
-                "AND (e.expires_at IS NULL OR e.expires_at > ?) GROUP BY a.attr ORDER BY a.attr",
+                "SELECT m.attr, sum(c.n), group_concat(DISTINCT m.kinds) FROM "
+                "(SELECT e.attrset, count(*) AS n FROM entities e WHERE e.tenant = ? "
+                "AND (e.expires_at IS NULL OR e.expires_at > ?) GROUP BY e.attrset) c "
+                "JOIN attr_set_members m ON m.attrset = c.attrset GROUP BY m.attr ORDER BY m.attr",
                 (tenant, now),
             ):
-                stats[attr] = (count, set(), set(",".join(kinds.split(",")).split(",")))
+                stats[attr] = (count, set(), set(kinds.split(",")))
             for attr, type_ in conn.execute(
-                "SELECT DISTINCT a.attr, t.type FROM entity_attrs a "
-                "JOIN entity_types t ON t.entity = a.entity WHERE a.tenant = ?",
-                (tenant,),
+                f"SELECT DISTINCT m.attr, ts.type FROM ({_TYPE_SETS}) ts "
+                "JOIN attr_set_members m ON m.attrset = ts.attrset",
+                (tenant, now),
             ):
                 if attr in stats:
                     stats[attr][1].add(type_)
@@ -357,6 +366,43 @@ class SQLiteStore:
             ]
 
         return await self._read(run)
+
+
+# The distinct (type, attribute set) pairs of a tenant's live entities.
+_TYPE_SETS = (
+    "SELECT DISTINCT t.type, e.attrset FROM entity_types t JOIN entities e ON e.pk = t.entity "
+    "WHERE t.tenant = ? AND (e.expires_at IS NULL OR e.expires_at > ?)"
+)
+
+
+class _SetResolver:
+    """Attribute set ids for the writes of one transaction; used on the writer thread only."""
+
+    def __init__(self, known: AttrSetIds) -> None:
+        self.known = known
+        self.created: dict[str, int] = {}
+
+    def ids(self, conn: sqlite3.Connection, entities: Iterable[Entity]) -> list[int]:
+        found: list[int] = []
+        for entity in entities:
+            members = members_of(entity.attrs)
+            sig = signature(members)
+            set_id = self.known.get(sig) or self.created.get(sig)
+            if set_id is None:
+                query = "SELECT id FROM attr_sets WHERE signature = ?"
+                row = conn.execute(query, (sig,)).fetchone()
+                if row is not None:
+                    set_id = int(row[0])
+                else:
+                    cursor = conn.execute("INSERT INTO attr_sets (signature) VALUES (?)", (sig,))
+                    set_id = int(cursor.lastrowid or 0)
+                    conn.executemany(
+                        "INSERT INTO attr_set_members (attrset, attr, kinds) VALUES (?, ?, ?)",
+                        [(set_id, attr, kinds) for attr, kinds in members],
+                    )
+                self.created[sig] = set_id
+            found.append(set_id)
+        return found
 
 
 def _statements(sql: str) -> Iterable[str]:
@@ -375,7 +421,12 @@ def _ensure_tenant(conn: sqlite3.Connection, tenant: str) -> None:
 
 
 def _write_batch(
-    conn: sqlite3.Connection, tenant: str, entities: list[Entity], *, replace: bool
+    conn: sqlite3.Connection,
+    sets: _SetResolver,
+    tenant: str,
+    entities: list[Entity],
+    *,
+    replace: bool,
 ) -> list[bool]:
     """Create (or, with replace, overwrite) entities set-wise; True where created.
 
@@ -414,26 +465,36 @@ def _write_batch(
             new[pk] = entity
         else:
             rewritten[pk] = entity
+    set_ids = sets.ids(conn, new.values())
     conn.executemany(
         "INSERT INTO entities (pk, tenant, id, types, scopes, doc, created_at, modified_at, "
-        "expires_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-        [(pk, tenant, e.id, *_columns(e)) for pk, e in new.items()],
+        "expires_at, attrset, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        [
+            (pk, tenant, e.id, *_columns(e), set_id)
+            for (pk, e), set_id in zip(new.items(), set_ids, strict=True)
+        ],
     )
     _index(conn, tenant, new)
-    _rewrite(conn, tenant, rewritten)
+    _rewrite(conn, sets, tenant, rewritten)
     return results
 
 
-def _rewrite(conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity]) -> None:
+def _rewrite(
+    conn: sqlite3.Connection, sets: _SetResolver, tenant: str, entities: dict[int, Entity]
+) -> None:
     """Overwrite existing rows (by primary key) and their index rows."""
     if not entities:
         return
     for entity in entities.values():
         entity.version += 1
+    set_ids = sets.ids(conn, entities.values())
     conn.executemany(
         "UPDATE entities SET types = ?, scopes = ?, doc = ?, created_at = ?, modified_at = ?, "
-        "expires_at = ?, version = version + 1 WHERE pk = ?",
-        [(*_columns(e), pk) for pk, e in entities.items()],
+        "expires_at = ?, attrset = ?, version = version + 1 WHERE pk = ?",
+        [
+            (*_columns(e), set_id, pk)
+            for (pk, e), set_id in zip(entities.items(), set_ids, strict=True)
+        ],
     )
     _unindex(conn, list(entities))
     _index(conn, tenant, entities)
@@ -458,21 +519,16 @@ def _delete_pks(conn: sqlite3.Connection, pks: list[int]) -> None:
 
 
 def _index(conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity]) -> None:
-    """Write the type, attribute and geo index rows of entities (by primary key)."""
+    """Write the type and geo index rows of entities (by primary key)."""
     if not entities:
         return
     types: list[tuple[str, str, int]] = []
-    attrs: list[tuple[str, str, int, str]] = []
     geo: list[tuple[int, int, str, str]] = []
     boxes: list[tuple[int, float, float, float, float]] = []
     next_gid = conn.execute("SELECT coalesce(max(gid), 0) + 1 FROM entity_geo").fetchone()[0]
     for pk, entity in entities.items():
         types.extend((tenant, type_, pk) for type_ in entity.types)
         for attr, instances in entity.attrs.items():
-            kinds = {i["type"] for i in instances}
-            attrs.append((tenant, attr, pk, ",".join(sorted(kinds))))
-            if GEOPROPERTY not in kinds:
-                continue
             for instance in instances:
                 if instance["type"] != GEOPROPERTY:
                     continue
@@ -482,9 +538,6 @@ def _index(conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity]) -
                 next_gid += 1
     conn.executemany(
         "INSERT OR IGNORE INTO entity_types (tenant, type, entity) VALUES (?, ?, ?)", types
-    )
-    conn.executemany(
-        "INSERT INTO entity_attrs (tenant, attr, entity, kinds) VALUES (?, ?, ?, ?)", attrs
     )
     conn.executemany("INSERT INTO entity_geo (gid, entity, attr, geojson) VALUES (?, ?, ?, ?)", geo)
     conn.executemany(
@@ -506,7 +559,6 @@ def _unindex(conn: sqlite3.Connection, pks: list[int]) -> None:
         chunk = pks[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
         conn.execute(f"DELETE FROM entity_types WHERE entity IN ({marks})", chunk)
-        conn.execute(f"DELETE FROM entity_attrs WHERE entity IN ({marks})", chunk)
         conn.execute(
             "DELETE FROM entity_geo_box WHERE gid IN "
             f"(SELECT gid FROM entity_geo WHERE entity IN ({marks}))",
