@@ -2,8 +2,11 @@
 
 The attributes follow the FIWARE Smart Data Models WasteContainer schema (fillingLevel as a ratio
 with unitCode P1, temperature, binCapacity, status, storedWasteKind, …), expressed with the proper
-NGSI-LD node types: Property, GeoProperty and Relationship. All randomness comes from a
-random.Random seeded by the caller, so every run sends the same data.
+NGSI-LD node types: Property, GeoProperty and Relationship. All randomness comes from
+random.Random generators: the readings (fillingLevel, temperature, status, times) from one seeded
+by the caller, and what stays with a container between readings (its place, capacity, kind,
+colour, serial number) from one seeded by its number, so that a later generation is what a
+sensor update looks like: the same container with new readings.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ def _instant(rng: random.Random, within_hours: float) -> str:
 def waste_container(n: int, rng: random.Random, *, generation: int = 0) -> dict[str, Any]:
     """Container number n; a higher generation is a later reading of the same container."""
     observed = _instant(rng, 24 * (generation + 1))
-    lon = round(rng.uniform(LON_MIN, LON_MAX), 6)
-    lat = round(rng.uniform(LAT_MIN, LAT_MAX), 6)
+    fixed = random.Random(f"container-{n}")
+    lon = round(fixed.uniform(LON_MIN, LON_MAX), 6)
+    lat = round(fixed.uniform(LAT_MIN, LAT_MAX), 6)
     return {
         "id": entity_id(n),
         "type": "WasteContainer",
@@ -56,14 +60,14 @@ def waste_container(n: int, rng: random.Random, *, generation: int = 0) -> dict[
         },
         "binCapacity": {
             "type": "Property",
-            "value": rng.choice(CAPACITIES_LITRES),
+            "value": fixed.choice(CAPACITIES_LITRES),
             "unitCode": "LTR",
         },
         "status": {"type": "Property", "value": rng.choice(STATUSES)},
-        "storedWasteKind": {"type": "Property", "value": rng.choice(WASTE_KINDS)},
-        "category": {"type": "Property", "value": [rng.choice(CATEGORIES)]},
-        "binColor": {"type": "Property", "value": rng.choice(COLORS)},
-        "serialNumber": {"type": "Property", "value": f"SE-{rng.randrange(10**8):08d}"},
+        "storedWasteKind": {"type": "Property", "value": fixed.choice(WASTE_KINDS)},
+        "category": {"type": "Property", "value": [fixed.choice(CATEGORIES)]},
+        "binColor": {"type": "Property", "value": fixed.choice(COLORS)},
+        "serialNumber": {"type": "Property", "value": f"SE-{fixed.randrange(10**8):08d}"},
         "dateLastEmptying": {
             "type": "Property",
             "value": {"@type": "DateTime", "@value": _instant(rng, 24 * 14)},

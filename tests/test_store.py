@@ -498,6 +498,27 @@ async def test_geo_index_follows_writes(store: Store) -> None:
     assert ids((await store.query("", within(11.97, 57.70)))[0]) == ["urn:a:2"]
 
 
+async def test_rewrites_keep_unchanged_index_rows_and_replace_changed_ones(store: Store) -> None:
+    """A new reading of the same sensor leaves its type and location rows; a change moves them."""
+    here = {"type": "Point", "coordinates": [18.07, 59.33]}
+    near = EntityQuery(types=TypeName(BIN), geo=GeoQuery("near", 1000.0, None, here, LOCATION))
+    await store.insert_many("", [make("urn:a:1"), make("urn:a:2")])
+    for level in (0.6, 0.7):
+        await store.upsert_many("", [make("urn:a:1", level=level), make("urn:a:2", level=level)])
+    assert ids((await store.query("", near))[0]) == ["urn:a:1", "urn:a:2"]
+    assert await store.upsert_many("", [make("urn:a:2", [SENSOR])]) == [False]
+    assert ids((await store.query("", near))[0]) == ["urn:a:1"]
+    assert ids((await store.query("", EntityQuery(types=TypeName(SENSOR))))[0]) == ["urn:a:2"]
+    assert [(s.type, s.count) for s in await store.type_stats("")] == [(SENSOR, 1), (BIN, 1)]
+    twice = make("urn:a:1")
+    twice.attrs[NS + "site"] = [point(18.07, 59.33)]
+    await store.upsert_many("", [twice])
+    await store.upsert_many("", [make("urn:a:1")])
+    site = EntityQuery(geo=GeoQuery("near", 1000.0, None, here, NS + "site"))
+    assert ids((await store.query("", site))[0]) == []
+    assert ids((await store.query("", near))[0]) == ["urn:a:1"]
+
+
 @pytest.mark.postgres
 async def test_postgres_database_is_created_and_migrated_once(pg_database: str) -> None:
     import asyncio

@@ -496,8 +496,7 @@ def _rewrite(
             for (pk, e), set_id in zip(entities.items(), set_ids, strict=True)
         ],
     )
-    _unindex(conn, list(entities))
-    _index(conn, tenant, entities)
+    _index(conn, tenant, entities, existing=True)
 
 
 def _columns(entity: Entity) -> tuple[Any, ...]:
@@ -518,31 +517,81 @@ def _delete_pks(conn: sqlite3.Connection, pks: list[int]) -> None:
         conn.execute(f"DELETE FROM entities WHERE pk IN ({', '.join('?' for _ in chunk)})", chunk)
 
 
-def _index(conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity]) -> None:
-    """Write the type and geo index rows of entities (by primary key)."""
+def _index(
+    conn: sqlite3.Connection, tenant: str, entities: dict[int, Entity], *, existing: bool = False
+) -> None:
+    """Write the type and geo index rows of entities (by primary key).
+
+    For existing entities only the rows that changed are written: a new reading of a sensor
+    rarely moves it or changes its type, and R*Tree deletes are the dearest writes here.
+    """
     if not entities:
         return
     types: list[tuple[str, str, int]] = []
-    geo: list[tuple[int, int, str, str]] = []
-    boxes: list[tuple[int, float, float, float, float]] = []
-    next_gid = conn.execute("SELECT coalesce(max(gid), 0) + 1 FROM entity_geo").fetchone()[0]
+    geo: list[tuple[int, str, str, dict[str, Any]]] = []
     for pk, entity in entities.items():
         types.extend((tenant, type_, pk) for type_ in entity.types)
         for attr, instances in entity.attrs.items():
             for instance in instances:
-                if instance["type"] != GEOPROPERTY:
-                    continue
-                value = instance["value"]
-                geo.append((next_gid, pk, attr, orjson.dumps(value).decode()))
-                boxes.append((next_gid, *_box(value)))
-                next_gid += 1
+                if instance["type"] == GEOPROPERTY:
+                    value = instance["value"]
+                    geo.append((pk, attr, orjson.dumps(value).decode(), value))
+    if existing:
+        types, geo = _changed_index_rows(conn, list(entities), types, geo)
     conn.executemany(
         "INSERT OR IGNORE INTO entity_types (tenant, type, entity) VALUES (?, ?, ?)", types
     )
-    conn.executemany("INSERT INTO entity_geo (gid, entity, attr, geojson) VALUES (?, ?, ?, ?)", geo)
+    if not geo:
+        return
+    next_gid = conn.execute("SELECT coalesce(max(gid), 0) + 1 FROM entity_geo").fetchone()[0]
+    gids = range(next_gid, next_gid + len(geo))
     conn.executemany(
-        "INSERT INTO entity_geo_box (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)", boxes
+        "INSERT INTO entity_geo (gid, entity, attr, geojson) VALUES (?, ?, ?, ?)",
+        [(gid, pk, attr, text) for gid, (pk, attr, text, _) in zip(gids, geo, strict=True)],
     )
+    conn.executemany(
+        "INSERT INTO entity_geo_box (gid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+        [(gid, *_box(value)) for gid, (_, _, _, value) in zip(gids, geo, strict=True)],
+    )
+
+
+def _changed_index_rows(
+    conn: sqlite3.Connection,
+    pks: list[int],
+    types: list[tuple[str, str, int]],
+    geo: list[tuple[int, str, str, dict[str, Any]]],
+) -> tuple[list[tuple[str, str, int]], list[tuple[int, str, str, dict[str, Any]]]]:
+    """Delete the index rows of existing entities that the new rows do not repeat; return the
+    new rows that are not there yet."""
+    old_types: set[tuple[str, str, int]] = set()
+    old_geo: dict[tuple[int, str, str], list[int]] = {}
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        old_types.update(
+            conn.execute(
+                f"SELECT tenant, type, entity FROM entity_types WHERE entity IN ({marks})", chunk
+            )
+        )
+        for gid, pk, attr, text in conn.execute(
+            f"SELECT gid, entity, attr, geojson FROM entity_geo WHERE entity IN ({marks})", chunk
+        ):
+            old_geo.setdefault((pk, attr, text), []).append(gid)
+    conn.executemany(
+        "DELETE FROM entity_types WHERE tenant = ? AND type = ? AND entity = ?",
+        old_types.difference(types),
+    )
+    added: list[tuple[int, str, str, dict[str, Any]]] = []
+    for row in geo:
+        same = old_geo.get(row[:3])
+        if same:
+            same.pop()
+        else:
+            added.append(row)
+    stale = [(gid,) for gids in old_geo.values() for gid in gids]
+    conn.executemany("DELETE FROM entity_geo_box WHERE gid = ?", stale)
+    conn.executemany("DELETE FROM entity_geo WHERE gid = ?", stale)
+    return [row for row in types if row not in old_types], added
 
 
 def _box(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
