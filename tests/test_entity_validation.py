@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.entity import expand_entity
-from stadsnav.ngsild.errors import NgsiLdError
+from stadsnav.ngsild.errors import BadRequestData, NgsiLdError
+from stadsnav.ngsild.names import format_datetime, normalize_datetime, parse_datetime
 from stadsnav.ngsild.render import Representation, render_entity
 
 CTX = Context.build()
@@ -96,3 +99,33 @@ def test_normalized_entities_round_trip_unchanged(attrs: dict[str, Any]) -> None
     payload = {"id": "urn:x:1", "type": "Thing", **attrs}
     entity = expand_entity(payload, CTX, NOW)
     assert render_entity(entity, CTX, Representation()) == payload
+
+
+@given(
+    st.datetimes(timezones=st.just(UTC)),
+    st.sampled_from(["", ".1", ".123", ".123456", ".123456789"]),
+    st.sampled_from(["Z", "+00:00", "+02:00", "-05:30"]),
+)
+def test_date_times_are_normalised_to_utc_microseconds(
+    moment: datetime, fraction: str, zone: str
+) -> None:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
+    try:
+        expected = format_datetime(parse_datetime(text, "observedAt"))
+    except BadRequestData:
+        # Years at the ends of the calendar may leave it once the offset is applied.
+        with pytest.raises(BadRequestData):
+            normalize_datetime(text, "observedAt")
+        return
+    assert normalize_datetime(text, "observedAt") == expected
+    assert expected.endswith("Z")
+    assert len(expected) == len("2026-11-23T10:00:00.000000Z")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "2026-11-23"],
+)
+def test_impossible_date_times_are_bad_request_data(text: str) -> None:
+    with pytest.raises(BadRequestData):
+        normalize_datetime(text, "observedAt")

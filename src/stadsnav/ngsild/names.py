@@ -13,6 +13,8 @@ from stadsnav.ngsild.errors import BadRequestData
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
 # Clause 4.6.2: attribute and type names must not contain these characters.
 _FORBIDDEN_NAME = re.compile(r"[\s<>\"'=;()\\\x00-\x1f\x7f]")
+# The form devices and stadsnav itself send: UTC with a Z, whole or fractional seconds.
+_UTC_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
 MAX_ID_LENGTH = 2048
 MAX_NAME_LENGTH = 1024
@@ -59,11 +61,12 @@ def parse_datetime(value: object, what: str) -> datetime:
         text = head + "." + (frac + "000000")[:6] + tail[len(frac) :]
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: an offset that moves the year out of range (0001-01-01T00:00+01:00).
         raise BadRequestData(f"{what} is not a valid date-time: {value!r:.100}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def format_datetime(moment: datetime) -> str:
@@ -73,7 +76,15 @@ def format_datetime(moment: datetime) -> str:
 
 @lru_cache(maxsize=4096)
 def _normalized(value: str) -> str:
-    return format_datetime(parse_datetime(value, "date-time"))
+    utc = _UTC_DATETIME.match(value)
+    if utc is None:
+        return format_datetime(parse_datetime(value, "date-time"))
+    # Already UTC: only the calendar needs checking and the fraction padding to microseconds.
+    try:
+        datetime.fromisoformat(utc.group(1))
+    except ValueError:
+        raise BadRequestData(f"Not a valid date-time: {value!r:.100}") from None
+    return f"{utc.group(1)}.{((utc.group(2) or '') + '000000')[:6]}Z"
 
 
 def normalize_datetime(value: object, what: str) -> str:
