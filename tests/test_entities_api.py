@@ -508,6 +508,220 @@ async def test_join_flat_and_inline_bring_linked_entities(client: httpx.AsyncCli
     assert_problem(bad, 400, "BadRequestData")
 
 
+async def _city_graph(client: httpx.AsyncClient) -> None:
+    """A building located in a city that lies in a country (the ETSI suite's join graph)."""
+    await create(
+        client,
+        {
+            "id": "urn:g:country",
+            "type": "Country",
+            "name": "Sverige",
+            "description": "A kingdom in northern Europe",
+        },
+    )
+    await create(
+        client,
+        {
+            "id": "urn:g:city",
+            "type": "City",
+            "name": "Stockholm",
+            "description": "The capital",
+            "isInCountry": {"type": "Relationship", "object": "urn:g:country"},
+        },
+    )
+    await create(
+        client,
+        {
+            "id": "urn:g:hall",
+            "type": "Building",
+            "name": "Stadshuset",
+            "location": {
+                "type": "GeoProperty",
+                "value": {"type": "Point", "coordinates": [18.05, 59.33]},
+            },
+            "locatedAt": {"type": "Relationship", "object": "urn:g:city"},
+        },
+    )
+
+
+async def test_nested_pick_projects_linked_entities_inline_and_flat(
+    client: httpx.AsyncClient,
+) -> None:
+    await _city_graph(client)
+    pick = {"pick": "id,locatedAt{id,name}", "joinLevel": "2"}
+    inline = (await client.get(f"{E}/urn:g:hall", params={**pick, "join": "inline"})).json()
+    assert inline == {
+        "id": "urn:g:hall",
+        "locatedAt": {
+            "type": "Relationship",
+            "object": "urn:g:city",
+            "entity": {"id": "urn:g:city", "name": {"type": "Property", "value": "Stockholm"}},
+        },
+    }
+    # The city's projection leaves out isInCountry, so the join goes no further.
+    flat = (await client.get(f"{E}/urn:g:hall", params={**pick, "join": "flat"})).json()
+    assert flat == [
+        {"id": "urn:g:hall", "locatedAt": {"type": "Relationship", "object": "urn:g:city"}},
+        {"id": "urn:g:city", "name": {"type": "Property", "value": "Stockholm"}},
+    ]
+    deeper = {"pick": "id,locatedAt{name,isInCountry{id,description}}", "joinLevel": "2"}
+    flat = (await client.get(f"{E}/urn:g:hall", params={**deeper, "join": "flat"})).json()
+    assert [set(e) for e in flat] == [
+        {"id", "locatedAt"},
+        {"name", "isInCountry"},
+        {"id", "description"},
+    ]
+    inline = (await client.get(f"{E}/urn:g:hall", params={**deeper, "join": "inline"})).json()
+    country = inline["locatedAt"]["entity"]["isInCountry"]["entity"]
+    assert country == {
+        "id": "urn:g:country",
+        "description": {"type": "Property", "value": "A kingdom in northern Europe"},
+    }
+
+
+async def test_nested_omit_removes_members_of_linked_entities_and_keeps_the_relationship(
+    client: httpx.AsyncClient,
+) -> None:
+    await _city_graph(client)
+    omit = {"omit": "type,location,locatedAt{name,isInCountry{description}}", "joinLevel": "2"}
+    flat = (await client.get(f"{E}/urn:g:hall", params={**omit, "join": "flat"})).json()
+    assert [e["id"] for e in flat] == ["urn:g:hall", "urn:g:city", "urn:g:country"]
+    hall, city, country = flat
+    assert set(hall) == {"id", "name", "locatedAt"}
+    assert set(city) == {"id", "type", "description", "isInCountry"}
+    assert set(country) == {"id", "type", "name"}
+    # A top-level omit applies to the entity asked for, not to what it links to.
+    only_top = (
+        await client.get(f"{E}/urn:g:hall", params={"omit": "name", "join": "inline"})
+    ).json()
+    assert "name" not in only_top
+    assert only_top["locatedAt"]["entity"]["name"]["value"] == "Stockholm"
+
+
+async def test_join_follows_only_the_relationships_a_projection_shows(
+    client: httpx.AsyncClient,
+) -> None:
+    await _city_graph(client)
+    for projection in ({"pick": "id,name"}, {"omit": "locatedAt"}):
+        flat = await client.get(f"{E}/urn:g:hall", params={**projection, "join": "flat"})
+        assert [e["id"] for e in flat.json()] == ["urn:g:hall"]
+        listed = await client.get(E, params={**projection, "type": "Building", "join": "inline"})
+        assert "locatedAt" not in listed.json()[0]
+
+
+async def test_nested_projection_in_every_representation(client: httpx.AsyncClient) -> None:
+    await _city_graph(client)
+    pick = {"pick": "name,locatedAt{name}", "join": "inline"}
+    kv = (await client.get(f"{E}/urn:g:hall", params={**pick, "options": "keyValues"})).json()
+    assert kv == {"name": "Stadshuset", "locatedAt": {"name": "Stockholm"}}
+    concise = (await client.get(f"{E}/urn:g:hall", params={**pick, "format": "concise"})).json()
+    assert concise == {
+        "name": "Stadshuset",
+        "locatedAt": {"object": "urn:g:city", "entity": {"name": "Stockholm"}},
+    }
+    geo = {"Accept": "application/geo+json"}
+    feature = (await client.get(f"{E}/urn:g:hall", params=pick, headers=geo)).json()
+    assert feature["type"] == "Feature"
+    assert feature["geometry"] == {"type": "Point", "coordinates": [18.05, 59.33]}
+    assert feature["properties"]["locatedAt"]["entity"] == {
+        "name": {"type": "Property", "value": "Stockholm"}
+    }
+    flat = {"pick": "id,location,locatedAt{id,name}", "join": "flat"}
+    collection = (await client.get(f"{E}/urn:g:hall", params=flat, headers=geo)).json()
+    assert collection["type"] == "FeatureCollection"
+    assert [f["id"] for f in collection["features"]] == ["urn:g:hall", "urn:g:city"]
+    assert collection["features"][1]["properties"] == {
+        "name": {"type": "Property", "value": "Stockholm"}
+    }
+
+
+async def test_nested_projection_needs_a_join_that_reaches_as_deep(
+    client: httpx.AsyncClient,
+) -> None:
+    await _city_graph(client)
+    two_deep = "locatedAt{isInCountry{name}}"
+    for params in (
+        {"pick": "locatedAt{name}"},
+        {"omit": "locatedAt{name}", "join": "@none"},
+        {"pick": two_deep, "join": "flat"},
+        {"omit": two_deep, "join": "inline", "joinLevel": "1"},
+        {"pick": "id,locatedAt{name", "join": "flat"},
+        {"pick": "id,locatedAt{}", "join": "flat"},
+        {"pick": "id{name}", "join": "flat"},
+    ):
+        response = await client.get(f"{E}/urn:g:hall", params=params)
+        assert_problem(response, 400, "BadRequestData")
+    listed = await client.get(E, params={"type": "Building", "pick": "locatedAt{name}"})
+    assert_problem(listed, 400, "BadRequestData")
+    fine = await client.get(
+        f"{E}/urn:g:hall", params={"pick": two_deep, "join": "flat", "joinLevel": "2"}
+    )
+    assert fine.status_code == 200
+
+
+async def test_contained_by_entities_are_neither_fetched_nor_shown_again(
+    client: httpx.AsyncClient,
+) -> None:
+    await _city_graph(client)
+    seen = {"containedBy": "urn:g:city,urn:x:elsewhere", "joinLevel": "2"}
+    flat = (await client.get(f"{E}/urn:g:hall", params={**seen, "join": "flat"})).json()
+    assert [e["id"] for e in flat] == ["urn:g:hall"]
+    inline = (await client.get(f"{E}/urn:g:hall", params={**seen, "join": "inline"})).json()
+    assert inline["locatedAt"] == {"type": "Relationship", "object": "urn:g:city"}
+    deeper = {"containedBy": "urn:g:country", "joinLevel": "2", "join": "flat"}
+    listed = (await client.get(E, params={**deeper, "type": "Building"})).json()
+    assert [e["id"] for e in listed] == ["urn:g:hall", "urn:g:city"]
+    # The entity asked for is shown even when the client has met it before.
+    itself = await client.get(f"{E}/urn:g:hall", params={"containedBy": "urn:g:hall"})
+    assert itself.json()["id"] == "urn:g:hall"
+    bad = await client.get(f"{E}/urn:g:hall", params={"containedBy": "not a uri", "join": "flat"})
+    assert_problem(bad, 400, "BadRequestData")
+
+
+async def test_inline_join_ends_a_cycle_before_repeating_an_entity(
+    client: httpx.AsyncClient,
+) -> None:
+    for me, other in (("urn:c:a", "urn:c:b"), ("urn:c:b", "urn:c:a")):
+        await create(
+            client,
+            {"id": me, "type": "Node", "next": {"type": "Relationship", "object": other}},
+        )
+    inline = (await client.get(f"{E}/urn:c:a", params={"join": "inline", "joinLevel": "5"})).json()
+    b = inline["next"]["entity"]
+    assert b["id"] == "urn:c:b"
+    assert b["next"] == {"type": "Relationship", "object": "urn:c:a"}
+    flat = (await client.get(f"{E}/urn:c:a", params={"join": "flat", "joinLevel": "5"})).json()
+    assert [e["id"] for e in flat] == ["urn:c:a", "urn:c:b"]
+
+
+async def test_flat_join_shows_an_entity_reached_twice_once_with_all_that_was_asked(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(
+        client,
+        {"id": "urn:o:board", "type": "Organisation", "name": "Trafiknämnden", "phone": "08-1"},
+    )
+    await create(
+        client,
+        {
+            "id": "urn:o:bin",
+            "type": "WasteContainer",
+            "owner": {"type": "Relationship", "object": "urn:o:board"},
+            "operator": {"type": "Relationship", "object": "urn:o:board"},
+        },
+    )
+    params = {"pick": "owner{name},operator{phone}", "join": "flat"}
+    bin_, board = (await client.get(f"{E}/urn:o:bin", params=params)).json()
+    assert set(bin_) == {"owner", "operator"}
+    assert board == {
+        "name": {"type": "Property", "value": "Trafiknämnden"},
+        "phone": {"type": "Property", "value": "08-1"},
+    }
+    inline = (await client.get(f"{E}/urn:o:bin", params={**params, "join": "inline"})).json()
+    assert set(inline["owner"]["entity"]) == {"name"}
+    assert set(inline["operator"]["entity"]) == {"phone"}
+
+
 async def test_json_null_is_refused_and_scope_can_be_deleted(client: httpx.AsyncClient) -> None:
     await create(client, {**bin_entity("urn:x:z"), "scope": "/Kista"})
     refused = await client.patch(f"{E}/urn:x:z", json={"status": None})

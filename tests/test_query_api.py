@@ -162,6 +162,40 @@ async def test_post_query_takes_a_query_object(client: httpx.AsyncClient) -> Non
     assert response.headers["NGSILD-Results-Count"] == "1"
 
 
+async def test_post_query_joins_and_projects_linked_entities(client: httpx.AsyncClient) -> None:
+    await _fleet(client)
+    device = {"id": "urn:ngsi-ld:Device:d1", "type": "Device", "battery": 0.8, "serial": "A1"}
+    assert (await client.post(E, json=device)).status_code == 201
+    query = {
+        "type": "Query",
+        "entities": [{"id": "urn:ngsi-ld:WasteContainer:kista"}],
+        "pick": ["id", "refDevice{battery}"],
+        "join": "flat",
+        "joinLevel": 1,
+    }
+    response = await client.post(f"{OPS}/query", json=query)
+    assert response.status_code == 200, response.text
+    assert response.json() == [
+        {
+            "id": "urn:ngsi-ld:WasteContainer:kista",
+            "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:d1"},
+        },
+        {"battery": {"type": "Property", "value": 0.8}},
+    ]
+    seen = {**query, "containedBy": ["urn:ngsi-ld:Device:d1"]}
+    assert _ids(await client.post(f"{OPS}/query", json=seen)) == [
+        "urn:ngsi-ld:WasteContainer:kista"
+    ]
+    without_join = {k: v for k, v in query.items() if k not in ("join", "joinLevel")}
+    inline = await client.post(f"{OPS}/query", params={"join": "inline"}, json=without_join)
+    assert inline.json()[0]["refDevice"]["entity"] == {
+        "battery": {"type": "Property", "value": 0.8}
+    }
+    refused = await client.post(f"{OPS}/query", json=without_join)
+    assert refused.status_code == 400
+    assert refused.json()["type"].endswith("BadRequestData")
+
+
 async def test_pages_link_to_the_previous_and_next_page(client: httpx.AsyncClient) -> None:
     await _fleet(client)
     first = await client.get(E, params={"type": "WasteContainer", "limit": "2"})

@@ -35,7 +35,6 @@ from stadsnav.ngsild.errors import (
 )
 from stadsnav.ngsild.names import check_uri, format_datetime, normalize_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.ngsild.render import relationship_targets
 from stadsnav.store.base import AttributeStat, Store, TypeStat
 
 
@@ -80,18 +79,26 @@ class Broker:
             raise ResourceNotFound(f"Entity {entity_id} not found")
         return entity
 
-    async def linked(self, tenant: str, entities: list[Entity], level: int) -> dict[str, Entity]:
-        """The entities reachable through Relationships within `level` hops (join, 4.5.23),
-        the given ones included."""
+    async def linked(
+        self,
+        tenant: str,
+        entities: list[Entity],
+        level: int,
+        wanted: Callable[[dict[str, Entity]], set[str]],
+    ) -> dict[str, Entity]:
+        """The entities a join (4.5.23) reaches within `level` hops, the given ones included.
+
+        `wanted` names, from what is known so far, the ids still to fetch: which Relationships
+        a join follows depends on the projection, which only ngsild/join.py reads. Each round
+        reaches one hop further; an id that does not exist is asked for once."""
         found: dict[str, Entity] = {e.id: e for e in entities}
-        frontier = entities
+        asked: set[str] = set()
         for _ in range(level):
-            wanted = {t for e in frontier for t in relationship_targets(e)} - found.keys()
-            if not wanted:
+            ids = wanted(found) - asked
+            if not ids:
                 break
-            fetched = await self.store.get_many(tenant, sorted(wanted))
-            found.update(fetched)
-            frontier = list(fetched.values())
+            asked |= ids
+            found.update(await self.store.get_many(tenant, sorted(ids)))
         return found
 
     async def query(self, tenant: str, query: EntityQuery) -> tuple[list[Entity], int | None]:

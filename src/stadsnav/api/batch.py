@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stadsnav.api import params
+from stadsnav.api.entities import listed, rendered
 from stadsnav.api.negotiation import (
     GEOJSON,
     JSON,
@@ -27,7 +28,6 @@ from stadsnav.api.services import Services, services
 from stadsnav.broker import BatchResult
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.errors import BadRequestData, NgsiLdError
-from stadsnav.ngsild.render import render_entity, render_geojson
 
 BASE = "/ngsi-ld/v1/entityOperations"
 
@@ -155,15 +155,11 @@ async def batch_query(request: Request) -> Response:
     merged = QueryParams([*request.query_params.multi_items(), *_query_items(body.payload)])
     query = params.entity_query(merged, ctx, svc.settings)
     rep = params.representation(merged, ctx)
+    join = params.join(merged, rep)
     entities, total = await svc.broker.query(tenant_of(request), query)
     headers = {} if total is None else {"NGSILD-Results-Count": str(total)}
-    if media == GEOJSON:
-        features = [render_geojson(e, ctx, rep) for e in entities]
-        collection = {"type": "FeatureCollection", "features": features}
-        return respond(collection, media, body.context, headers=headers)
-    return respond(
-        [render_entity(e, ctx, rep) for e in entities], media, body.context, headers=headers
-    )
+    shown = await rendered(svc.broker, tenant_of(request), entities, ctx, rep, join)
+    return respond(listed(shown, rep, media), media, body.context, headers=headers)
 
 
 def _query_items(payload: Any) -> list[tuple[str, str]]:
@@ -188,16 +184,21 @@ def _query_items(payload: Any) -> list[tuple[str, str]]:
         items.append(("type", "|".join(f"({t})" for t in types)))
     if patterns:
         items.append(("idPattern", patterns[0]))
-    for key in ("q", "scopeQ", "lang"):
+    for key in ("q", "scopeQ", "lang", "join"):
         if key in payload:
             if not isinstance(payload[key], str):
                 raise BadRequestData(f"{key} must be a string")
             items.append((key, payload[key]))
-    for key in ("attrs", "pick", "omit"):
+    if "joinLevel" in payload:
+        level = payload["joinLevel"]
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise BadRequestData("joinLevel must be an integer")
+        items.append(("joinLevel", str(level)))
+    for key in ("attrs", "pick", "omit", "containedBy"):
         if key in payload:
             names = payload[key]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise BadRequestData(f"{key} must be an array of attribute names")
+                raise BadRequestData(f"{key} must be an array of strings")
             items.append((key, ",".join(names)))
     geo = payload.get("geoQ")
     if geo is not None:

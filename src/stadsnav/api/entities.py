@@ -16,7 +16,8 @@ from stadsnav.broker import Broker
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
-from stadsnav.ngsild.render import Representation, render_entity, render_geojson, render_inline
+from stadsnav.ngsild.join import Join, Shown, render_flat, render_inline, wanted
+from stadsnav.ngsild.render import Representation, geojson_feature, render_entity
 from stadsnav.ngsild.update import UpdateOutcome
 
 BASE = "/ngsi-ld/v1"
@@ -40,24 +41,14 @@ async def query_entities(request: Request) -> Response:
     ctx, reference = await svc.request_context(request)
     query = params.entity_query(request.query_params, ctx, svc.settings)
     rep = params.representation(request.query_params, ctx)
-    join, level = params.join(request.query_params)
+    join = params.join(request.query_params, rep)
     entities, total = await svc.broker.query(tenant_of(request), query)
     headers = _page_links(request, query.limit, query.offset, len(entities), total)
     entities = [e for e in entities if rep.keeps_any(e)]
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
-    if media == GEOJSON:
-        collection = {
-            "type": "FeatureCollection",
-            "features": [render_geojson(e, ctx, rep) for e in entities],
-        }
-        return respond(collection, media, reference, headers=headers)
-    body: list[dict[str, Any]]
-    if join is None:
-        body = [render_entity(e, ctx, rep) for e in entities]
-    else:
-        body = await _joined(svc.broker, tenant_of(request), entities, ctx, rep, join, level)
-    return respond(body, media, reference, headers=headers)
+    shown = await rendered(svc.broker, tenant_of(request), entities, ctx, rep, join)
+    return respond(listed(shown, rep, media), media, reference, headers=headers)
 
 
 async def purge_entities(request: Request) -> Response:
@@ -75,16 +66,18 @@ async def retrieve_entity(request: Request) -> Response:
     media = accepted(request, (JSON, JSONLD, GEOJSON))
     ctx, reference = await svc.request_context(request)
     rep = params.representation(request.query_params, ctx)
-    join, level = params.join(request.query_params)
+    join = params.join(request.query_params, rep)
     entity = await svc.broker.retrieve(tenant_of(request), request.path_params["entity_id"])
     if not rep.keeps_any(entity):
         raise ResourceNotFound(f"Entity {entity.id} has none of the attributes asked for")
+    shown = await rendered(svc.broker, tenant_of(request), [entity], ctx, rep, join)
+    if join is not None and not join.inline:
+        # A flat join answers with an array (a FeatureCollection) even for one entity.
+        return respond(listed(shown, rep, media), media, reference)
+    body = shown[0][1]
     if media == GEOJSON:
-        return respond(render_geojson(entity, ctx, rep), media, reference)
-    if join is None:
-        return respond(render_entity(entity, ctx, rep), media, reference)
-    joined = await _joined(svc.broker, tenant_of(request), [entity], ctx, rep, join, level)
-    return respond(joined if join == "flat" else joined[0], media, reference)
+        return respond(geojson_feature(entity, body, rep), media, reference)
+    return respond(body, media, reference)
 
 
 async def replace_entity(request: Request) -> Response:
@@ -193,24 +186,30 @@ async def delete_attribute(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _joined(
+async def rendered(
     broker: Broker,
     tenant: str,
     entities: list[Entity],
     ctx: Context,
     rep: Representation,
-    join: str,
-    level: int,
-) -> list[dict[str, Any]]:
-    """Entities with what their Relationships point to: inline, or flat after them."""
-    linked = await broker.linked(tenant, entities, level)
-    if join == "inline":
-        return [render_inline(e, ctx, rep, linked, level) for e in entities]
-    own = {e.id for e in entities}
-    whole = Representation(format=rep.format, sys_attrs=rep.sys_attrs, lang=rep.lang)
-    return [render_entity(e, ctx, rep) for e in entities] + [
-        render_entity(e, ctx, whole) for i, e in linked.items() if i not in own
-    ]
+    join: Join | None,
+) -> Shown:
+    """The entities as the response shows them, each with its rendered body: with a join,
+    what their Relationships link to inline, or flat after them."""
+    if join is None:
+        return [(e, render_entity(e, ctx, rep)) for e in entities]
+    known = await broker.linked(tenant, entities, join.level, wanted(entities, rep, join))
+    if join.inline:
+        return [(e, render_inline(e, ctx, rep, known, join)) for e in entities]
+    return render_flat(entities, ctx, rep, known, join)
+
+
+def listed(shown: Shown, rep: Representation, media: str) -> Any:
+    """Several rendered entities as a JSON array or a GeoJSON FeatureCollection."""
+    if media == GEOJSON:
+        features = [geojson_feature(entity, body, rep) for entity, body in shown]
+        return {"type": "FeatureCollection", "features": features}
+    return [body for _, body in shown]
 
 
 def _page_links(

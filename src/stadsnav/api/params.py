@@ -7,7 +7,6 @@ import re
 from starlette.datastructures import QueryParams
 
 from stadsnav.ngsild.context import Context
-from stadsnav.ngsild.entity import RESERVED_ATTRIBUTE_NAMES
 from stadsnav.ngsild.errors import (
     BadRequestData,
     InvalidRequest,
@@ -15,7 +14,15 @@ from stadsnav.ngsild.errors import (
     TooManyResults,
 )
 from stadsnav.ngsild.geoquery import parse_geoquery
-from stadsnav.ngsild.names import check_name, check_uri
+from stadsnav.ngsild.join import MAX_LEVEL, Join, check_projection
+from stadsnav.ngsild.names import check_uri
+from stadsnav.ngsild.projection import (
+    WHOLE,
+    attribute_iri,
+    only_attributes,
+    parse_omit,
+    parse_pick,
+)
 from stadsnav.ngsild.qlang import parse_q
 from stadsnav.ngsild.query import EntityQuery, parse_scope_query, parse_type_expression
 from stadsnav.ngsild.render import Format, Representation
@@ -44,7 +51,7 @@ _FORMATS: dict[str, Format] = {
 
 _REPRESENTATION = {
     "options", "format", "attrs", "pick", "omit", "lang", "geometryProperty", "datasetId",
-    "join", "joinLevel",
+    "join", "joinLevel", "containedBy",
 }  # fmt: skip
 # The URL parameters each kind of request understands (clause 6.3.20: others are refused).
 ENTITY_QUERY = _REPRESENTATION | {
@@ -59,7 +66,7 @@ PURGE = ENTITY_QUERY
 DETAILS = {"details", "limit", "offset", "local"}
 CONTEXTS = {"details", "kind"}
 # Parameters of the spec that stadsnav does not implement yet (docs/api.md).
-_NOT_YET = {"csf", "containedBy", "entityMap", "orderBy"}
+_NOT_YET = {"csf", "entityMap", "orderBy"}
 
 
 def check_known(params: QueryParams, allowed: set[str]) -> None:
@@ -92,15 +99,23 @@ def options(params: QueryParams) -> set[str]:
     return found
 
 
-def join(params: QueryParams) -> tuple[str | None, int]:
-    """Linked entity retrieval (clause 4.5.23): `join` (flat, inline, @none) and `joinLevel`."""
+def join(params: QueryParams, rep: Representation) -> Join | None:
+    """Linked entity retrieval (clause 4.5.23): `join` (flat, inline, @none), `joinLevel` and
+    `containedBy`, which mean nothing without a join and are then only checked."""
     kind = params.get("join")
     if kind not in (None, "flat", "inline", "@none"):
         raise BadRequestData("join must be flat, inline or @none")
     level = _integer(params, "joinLevel", 1)
-    if not 1 <= level <= 10:
-        raise BadRequestData("joinLevel must be between 1 and 10")
-    return (None if kind == "@none" else kind), level
+    if not 1 <= level <= MAX_LEVEL:
+        raise BadRequestData(f"joinLevel must be between 1 and {MAX_LEVEL}")
+    contained_by = _names(params, "containedBy") or []
+    for entity_id in contained_by:
+        check_uri(entity_id, "An id in containedBy")
+    linked = None
+    if kind in ("flat", "inline"):
+        linked = Join(inline=kind == "inline", level=level, contained_by=frozenset(contained_by))
+    check_projection(rep, linked)
+    return linked
 
 
 def _names(params: QueryParams, key: str) -> list[str] | None:
@@ -111,8 +126,13 @@ def _names(params: QueryParams, key: str) -> list[str] | None:
     if not all(names):
         raise BadRequestData(f"{key} has an empty name: {','.join(values)!r:.200}")
     if any("{" in n or "}" in n for n in names):
-        raise BadRequestData(f"Nested projection in {key} is not supported yet")
+        raise BadRequestData(f"{key} takes plain names; only pick and omit nest with {{...}}")
     return names
+
+
+def _projection_text(params: QueryParams, key: str) -> str | None:
+    values = params.getlist(key)
+    return ",".join(values) if values else None
 
 
 def representation(params: QueryParams, ctx: Context) -> Representation:
@@ -125,19 +145,20 @@ def representation(params: QueryParams, ctx: Context) -> Representation:
         formats = {_FORMATS[fmt]}
     if len(formats) > 1:
         raise BadRequestData("Only one of keyValues, concise and normalized may be asked for")
-    pick_names = _names(params, "pick")
+    pick = _projection_text(params, "pick")
+    omit = _projection_text(params, "omit")
     attrs_names = _names(params, "attrs")
-    omit_names = _names(params, "omit") or []
-    if attrs_names is not None and (pick_names is not None or omit_names):
+    if attrs_names is not None and (pick is not None or omit is not None):
         raise BadRequestData("attrs cannot be combined with pick or omit")
-    if pick_names is not None and omit_names:
+    if pick is not None and omit is not None:
         raise BadRequestData("pick and omit cannot be used together")
-    pick: frozenset[str] | None = None
-    if pick_names is not None:
-        pick = frozenset(_expand_projection(n, ctx) for n in pick_names)
+    projection = WHOLE
+    if pick is not None:
+        projection = parse_pick(pick, ctx)
+    elif omit is not None:
+        projection = parse_omit(omit, ctx)
     elif attrs_names is not None:
-        # `attrs` only narrows attributes: id and type always stay.
-        pick = frozenset(_attribute(n, ctx) for n in attrs_names) | {"id", "type"}
+        projection = only_attributes(attrs_names, ctx)
     lang = params.get("lang")
     datasets = _names(params, "datasetId")
     if datasets is not None:
@@ -148,29 +169,11 @@ def representation(params: QueryParams, ctx: Context) -> Representation:
         dataset_ids=None if datasets is None else frozenset(datasets),
         format=formats.pop() if formats else "normalized",
         sys_attrs="sysAttrs" in opts,
-        pick=pick,
+        projection=projection,
         attributes_only=attrs_names is not None,
-        omit=frozenset(_expand_projection(n, ctx) for n in omit_names),
         lang=lang,
         geometry_property=ctx.expand(params.get("geometryProperty", "location")),
     )
-
-
-def _expand_projection(name: str, ctx: Context) -> str:
-    if name in ("id", "type", "scope"):
-        return name
-    return _attribute(name, ctx)
-
-
-def _attribute(name: str, ctx: Context) -> str:
-    return ctx.expand(_checked(name))
-
-
-def _checked(name: str) -> str:
-    """An attribute name as `attrs` may list it: not a core member such as id or type."""
-    if name in RESERVED_ATTRIBUTE_NAMES:
-        raise BadRequestData(f"{name!r} is not an attribute name")
-    return check_name(name, "Attribute name")
 
 
 def entity_query(
@@ -187,7 +190,6 @@ def entity_query(
     type_text = params.get("type")
     types = parse_type_expression(type_text, ctx) if type_text is not None else None
     attrs_names = _names(params, "attrs")
-    pick_names = _names(params, "pick")
     q_text = params.get("q")
     q = parse_q(q_text, ctx) if q_text is not None else None
     geo = parse_geoquery(
@@ -213,8 +215,8 @@ def entity_query(
     if limit > settings.query_max_limit:
         raise TooManyResults(f"limit may be at most {settings.query_max_limit}")
     attr_filter = None
-    if attrs_names is not None and pick_names is None:
-        attr_filter = tuple(_attribute(n, ctx) for n in attrs_names)
+    if attrs_names is not None and "pick" not in params:
+        attr_filter = tuple(attribute_iri(n, ctx) for n in attrs_names)
     return EntityQuery(
         ids=tuple(ids) if ids is not None else None,
         id_pattern=id_pattern,

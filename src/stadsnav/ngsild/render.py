@@ -6,8 +6,7 @@ normalized, concise and keyValues (simplified); sysAttrs; attribute projection (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from stadsnav.ngsild.context import Context
@@ -24,6 +23,7 @@ from stadsnav.ngsild.entity import (
     Instance,
     is_sub_attribute_key,
 )
+from stadsnav.ngsild.projection import WHOLE, Projection
 
 Format = Literal["normalized", "concise", "keyValues"]
 _SYS = ("createdAt", "modifiedAt")
@@ -33,8 +33,7 @@ _SYS = ("createdAt", "modifiedAt")
 class Representation:
     format: Format = "normalized"
     sys_attrs: bool = False
-    pick: frozenset[str] | None = None
-    omit: frozenset[str] = frozenset()
+    projection: Projection = WHOLE
     lang: str | None = None
     geometry_property: str = LOCATION
     # `attrs` (not `pick`) was given: an entity is shown only with one of those attributes.
@@ -47,16 +46,22 @@ class Representation:
             return instances
         return [i for i in instances if i.get("datasetId", "@none") in self.dataset_ids]
 
-    def keeps(self, iri: str) -> bool:
-        return (self.pick is None or iri in self.pick) and iri not in self.omit
+    def keeps(self, member: str) -> bool:
+        return self.projection.keeps(member)
 
-    @property
-    def projects(self) -> bool:
-        return self.pick is not None or bool(self.omit)
+    def following(self, relationship: str) -> Representation:
+        """How the Entity a Relationship links to is shown (Linked Entity retrieval): in the
+        same format, projected as the term of that Relationship asks, all its instances."""
+        return replace(
+            self,
+            projection=self.projection.follow(relationship),
+            attributes_only=False,
+            dataset_ids=None,
+        )
 
     def keeps_any(self, entity: Entity) -> bool:
         """Whether a projection leaves anything of the entity (else it is not found)."""
-        if not self.projects:
+        if self.projection == WHOLE:
             return True
         members = list(entity.attrs)
         if not self.attributes_only:
@@ -185,63 +190,11 @@ def _simplified(instance: Instance, ctx: Context, rep: Representation) -> Any:
     return value
 
 
-def render_geojson(entity: Entity, ctx: Context, rep: Representation) -> dict[str, Any]:
-    """An entity as a GeoJSON Feature (clause 4.5.16)."""
-    body = render_entity(entity, ctx, rep)
+def geojson_feature(entity: Entity, body: dict[str, Any], rep: Representation) -> dict[str, Any]:
+    """A rendered entity as a GeoJSON Feature (clause 4.5.16)."""
     geometry = None
     chosen = entity.attrs.get(rep.geometry_property)
     if chosen and chosen[0]["type"] == GEOPROPERTY:
         geometry = chosen[0]["value"]
     properties = {k: v for k, v in body.items() if k != "id"}
     return {"id": entity.id, "type": "Feature", "geometry": geometry, "properties": properties}
-
-
-def relationship_targets(entity: Entity) -> set[str]:
-    """Ids of the entities an entity's Relationships and ListRelationships point to."""
-    targets: set[str] = set()
-    for instances in entity.attrs.values():
-        for instance in instances:
-            if instance["type"] == RELATIONSHIP:
-                value = instance["object"]
-                targets.update(value if isinstance(value, list) else [value])
-            elif instance["type"] == LISTRELATIONSHIP:
-                targets.update(instance["objectList"])
-    return targets
-
-
-def render_inline(
-    entity: Entity,
-    ctx: Context,
-    rep: Representation,
-    linked: Mapping[str, Entity],
-    level: int,
-) -> dict[str, Any]:
-    """Linked entity retrieval with join=inline (clause 4.5.23): each Relationship carries the
-    entity it points to (`entity`, `entityList`), or in keyValues is replaced by it."""
-    out = render_entity(entity, ctx, rep)
-    if level <= 0:
-        return out
-    # Linked entities are shown whole, in the same format, down to the requested depth.
-    inner = Representation(format=rep.format, sys_attrs=rep.sys_attrs, lang=rep.lang)
-    for iri, instances in entity.attrs.items():
-        name = ctx.compact(iri)
-        shown = rep.instances(instances)
-        if name not in out or len(shown) != 1:
-            continue
-        instance = shown[0]
-        if instance["type"] == RELATIONSHIP and isinstance(instance["object"], str):
-            target = linked.get(instance["object"])
-            if target is None:
-                continue
-            joined = render_inline(target, ctx, inner, linked, level - 1)
-            if rep.format == "keyValues":
-                out[name] = joined
-            elif isinstance(out[name], dict):
-                out[name]["entity"] = joined
-        elif instance["type"] == LISTRELATIONSHIP and isinstance(out[name], dict):
-            out[name]["entityList"] = [
-                render_inline(linked[target_id], ctx, inner, linked, level - 1)
-                for target_id in instance["objectList"]
-                if target_id in linked
-            ]
-    return out
