@@ -129,3 +129,9 @@ def test_date_times_are_normalised_to_utc_microseconds(
 def test_impossible_date_times_are_bad_request_data(text: str) -> None:
     with pytest.raises(BadRequestData):
         normalize_datetime(text, "observedAt")
+
+
+def test_an_attribute_type_that_is_not_a_string_is_bad_request_data() -> None:
+    payload = {"id": "urn:a:1", "type": "T", "speed": {"type": ["Property"], "value": 1}}
+    with pytest.raises(BadRequestData):
+        expand_entity(payload, CTX, NOW)

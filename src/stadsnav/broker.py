@@ -35,7 +35,7 @@ from stadsnav.ngsild.errors import (
 )
 from stadsnav.ngsild.names import check_uri, format_datetime, normalize_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.store.base import AttributeStat, Store, TypeStat
+from stadsnav.store.base import AttributeStat, HistoryRow, Store, TypeStat, UplinkKey
 
 
 def now() -> str:
@@ -52,6 +52,8 @@ class Broker:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._known_tenants: set[str] = set()
+        # Device data names its terms with the core context alone (default vocabulary).
+        self._core = Context.build()
 
     # -- tenants -------------------------------------------------------------------------------
 
@@ -420,6 +422,32 @@ class Broker:
         return [i for i in ids if i not in found]
 
     # -- information -----------------------------------------------------------------------------
+
+    # -- device data ---------------------------------------------------------------------------
+
+    def expand_observation(self, payload: dict[str, Any], stamp: str) -> Entity:
+        """An observation from device data (a normalized entity fragment with core-context
+        terms), validated and expanded like any entity; NgsiLdError if it is not valid."""
+        return expand_entity(payload, self._core, stamp)
+
+    async def record(self, tenant: str, entities: list[Entity], uplinks: list[UplinkKey]) -> None:
+        """Merge observations into their entities (creating them when new), append every
+        observed attribute instance to history and mark the uplinks stored: one transaction."""
+        history = [
+            HistoryRow(entity.id, attr, instance.get("datasetId"), instance["observedAt"], instance)
+            for entity in entities
+            for attr, instances in entity.attrs.items()
+            for instance in instances
+            if "observedAt" in instance
+        ]
+
+        def merge(stored: Entity, fresh: Entity) -> None:
+            update.append(stored.attrs, fresh.attrs, overwrite=True)
+            _add_types(stored, fresh.types)
+            stored.modified_at = fresh.modified_at
+
+        await self.store.record(tenant, entities, merge, history, uplinks)
+        self._known_tenants.add(tenant)
 
     async def type_stats(self, tenant: str) -> list[TypeStat]:
         await self.check_tenant(tenant)

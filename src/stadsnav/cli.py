@@ -29,6 +29,14 @@ DatabaseOption = Annotated[
 WorkersOption = Annotated[
     int | None, typer.Option(help="API worker processes [env STADSNAV_WORKERS].")
 ]
+MqttOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt",
+        help="Take device data from this MQTT broker too, mqtt://[user:password@]host:port "
+        "[env STADSNAV_MQTT_URL].",
+    ),
+]
 
 
 def build_settings(**flags: Any) -> Settings:
@@ -42,18 +50,22 @@ def serve(
     port: PortOption = None,
     database: DatabaseOption = None,
     workers: WorkersOption = None,
+    mqtt: MqttOption = None,
 ) -> None:
     """Run the NGSI-LD API server (creates and migrates the database on first start)."""
     import uvicorn
 
-    settings = build_settings(host=host, port=port, database=database, workers=workers)
+    settings = build_settings(
+        host=host, port=port, database=database, workers=workers, mqtt_url=mqtt
+    )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     if settings.workers > 1:
         # Worker processes rebuild the settings from the environment.
         for name, value in settings.model_dump().items():
-            os.environ[f"STADSNAV_{name.upper()}"] = str(value)
+            if value is not None:
+                os.environ[f"STADSNAV_{name.upper()}"] = str(value)
         uvicorn.run(
             "stadsnav.api.app:create_app_from_environment",
             factory=True,

@@ -54,4 +54,21 @@ class Settings(BaseSettings):
     expiry_interval: float = Field(
         5.0, description="Seconds between sweeps that delete expired transient entities."
     )
+    ingest_batch_max: int = Field(
+        500, ge=1, description="Most device messages stored together in one transaction."
+    )
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker to take device data from, mqtt://user:password@host:port; "
+        "unset, device data comes over HTTP only.",
+    )
+    mqtt_client_id: str = Field(
+        "stadsnav-ingest",
+        description="MQTT client id; its session (and what the broker queues for it while "
+        "stadsnav is down) outlives restarts. Each worker adds its number.",
+    )
+    mqtt_share_group: str = Field(
+        "stadsnav",
+        description="MQTT v5 shared-subscription group: the workers split the device traffic.",
+    )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,12 +20,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stadsnav.api import batch, entities, info, jsonld_contexts
+from stadsnav.api import batch, entities, info, ingest, jsonld_contexts
 from stadsnav.api.openapi_doc import openapi_route
 from stadsnav.api.problems import handle_http_exception, handle_ngsild_error, handle_unexpected
 from stadsnav.api.services import Services, services
 from stadsnav.broker import Broker
 from stadsnav.contexts import ContextResolver
+from stadsnav.ingest.mqtt import MqttIngest
+from stadsnav.ingest.pipeline import Pipeline
 from stadsnav.ngsild.errors import NgsiLdError
 from stadsnav.settings import Settings
 from stadsnav.store.base import Store
@@ -48,6 +54,28 @@ async def _sweep_expired(broker: Broker, interval: float) -> None:
             log.info("Deleted %d expired entities", removed)
 
 
+def _worker_slot(settings: Settings) -> str:
+    """A number for this worker process that a restarted worker gets back: its MQTT session
+    (with what the broker queued meanwhile) is found by client id. Slots are held as locks on
+    files, which the system releases when a process dies."""
+    if settings.workers == 1:
+        return ""
+    folder = Path(tempfile.gettempdir())
+    for slot in range(1, settings.workers + 1):
+        handle = (folder / f"{settings.mqtt_client_id}-{slot}.lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held_slots.append(handle)
+        return f"-{slot}"
+    raise RuntimeError(f"More workers than the {settings.workers} configured hold MQTT slots")
+
+
+_held_slots: list[IO[str]] = []
+
+
 class TrailingSlash:
     """Serve `/entities/` as `/entities`: several NGSI-LD clients add the slash."""
 
@@ -69,7 +97,19 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         broker = Broker(active)
         resolver = ContextResolver(settings, active)
         await resolver.load()
-        app.state.services = Services(settings, broker, resolver)
+        pipeline = Pipeline(broker, max_batch=settings.ingest_batch_max)
+        await pipeline.start()
+        app.state.services = Services(settings, broker, resolver, pipeline)
+        mqtt: MqttIngest | None = None
+        if settings.mqtt_url:
+            mqtt = MqttIngest(
+                pipeline,
+                settings.mqtt_url,
+                client_id=settings.mqtt_client_id + _worker_slot(settings),
+                share_group=settings.mqtt_share_group or None,
+            )
+            await mqtt.start()
+            app.state.services.mqtt = mqtt
         sweeper = asyncio.create_task(_sweep_expired(broker, settings.expiry_interval))
         # What start-up built lives as long as the process: keep it out of every collection.
         gc.freeze()
@@ -79,6 +119,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            if mqtt is not None:
+                await mqtt.stop()
+            await pipeline.stop()
             await resolver.close()
             await active.close()
 
@@ -88,6 +131,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         *batch.routes,
         *info.routes,
         *jsonld_contexts.routes,
+        *ingest.routes,
     ]
     routes.append(openapi_route(list(routes)))
     return Starlette(

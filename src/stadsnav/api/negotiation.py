@@ -71,6 +71,15 @@ async def read_json(request: Request, max_bytes: int, allowed: set[str]) -> Any:
         raise UnsupportedMediaType(
             f"Content-Type must be one of {', '.join(sorted(allowed))}, got {media or 'none'!r}"
         )
+    raw = await read_bytes(request, max_bytes)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(f"The request body is not valid JSON: {error}") from None
+
+
+async def read_bytes(request: Request, max_bytes: int) -> bytes:
+    """The raw request body, refused (413) beyond max_bytes before all of it is read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"Request body is larger than {max_bytes} bytes")
@@ -81,10 +90,7 @@ async def read_json(request: Request, max_bytes: int, allowed: set[str]) -> Any:
             raise PayloadTooLarge(f"Request body is larger than {max_bytes} bytes")
     if not chunks:
         raise InvalidRequest("The request body is empty")
-    try:
-        return orjson.loads(bytes(chunks))
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}") from None
+    return bytes(chunks)
 
 
 async def read_body(request: Request, max_bytes: int, *, patch: bool = False) -> Body:

@@ -10,6 +10,8 @@ from starlette.requests import Request
 from stadsnav.api.negotiation import link_context
 from stadsnav.broker import Broker
 from stadsnav.contexts import ContextResolver
+from stadsnav.ingest.mqtt import MqttIngest
+from stadsnav.ingest.pipeline import Pipeline
 from stadsnav.ngsild.context import Context
 from stadsnav.settings import Settings
 
@@ -19,6 +21,11 @@ class Services:
     settings: Settings
     broker: Broker
     contexts: ContextResolver
+    pipeline: Pipeline
+    mqtt: MqttIngest | None = None
+
+    def mqtt_connected(self) -> bool:
+        return self.mqtt is not None and self.mqtt.connected.is_set()
 
     async def context(self, reference: Any) -> Context:
         return await self.contexts.context_for(reference)

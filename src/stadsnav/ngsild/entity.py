@@ -246,7 +246,7 @@ def expand_instance(
         kind = next((t for key, t in _TYPE_BY_KEY.items() if key in raw), PROPERTY)
         if kind == PROPERTY and looks_like_geometry(raw.get("value")):
             kind = GEOPROPERTY
-    elif kind not in ATTRIBUTE_TYPES:
+    elif not isinstance(kind, str) or kind not in ATTRIBUTE_TYPES:
         if looks_like_geometry(raw):
             concise = _concise_value(name, raw, allow_null=allow_null)
             concise["createdAt"] = concise["modifiedAt"] = now

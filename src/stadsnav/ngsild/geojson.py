@@ -66,7 +66,9 @@ def geometry_type(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     kind = value.get("type")
-    if isinstance(kind, str) and kind.startswith(_GEOJSON_VOCAB):
+    if not isinstance(kind, str):
+        return None
+    if kind.startswith(_GEOJSON_VOCAB):
         kind = kind[len(_GEOJSON_VOCAB) :]
     return kind if kind in GEOMETRY_TYPES else None
 

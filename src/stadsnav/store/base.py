@@ -17,6 +17,64 @@ from stadsnav.ngsild.query import EntityQuery
 DEFAULT_TENANT = ""
 # Alters an entity in place and says whether anything changed.
 Change = Callable[[Entity], bool]
+# Merges a fragment (second) into the stored entity (first), in place.
+Merge = Callable[[Entity, Entity], None]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One attribute instance as it was observed: a row of the temporal store."""
+
+    entity_id: str
+    attr: str
+    dataset_id: str | None
+    observed_at: str
+    instance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UplinkKey:
+    """What makes two uplinks the same one: device, frame counter and payload digest."""
+
+    device: str
+    f_cnt: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """The registry's own record of a device: how its uplinks are found, decoded and mapped."""
+
+    key: str  # DevEUI in lower-case hex, or the id a plain device publishes under
+    device_id: str  # its NGSI-LD Device entity
+    model: str
+    owner: str
+    state: str
+    target_id: str | None = None
+    target_type: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    location: tuple[float, float] | None = None
+    secret_hash: str | None = None
+    created_at: str = ""
+    modified_at: str = ""
+
+
+@dataclass
+class DeadLetter:
+    """Device data that could not be stored, kept raw with the reason, for a replay."""
+
+    received_at: str
+    transport: str  # http or mqtt
+    network: str  # chirpstack, tts or json
+    source: str  # MQTT topic or HTTP path
+    stage: str  # envelope, device, decode, map or store
+    reason: str
+    body: bytes
+    event: str | None = None
+    device: str | None = None
+    id: int = 0
+    replayed_at: str | None = None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,3 +156,44 @@ class Store(Protocol):
     async def delete_context(self, context_id: str) -> None: ...
 
     async def hosted_contexts(self) -> list[HostedContext]: ...
+
+    # -- device data ---------------------------------------------------------------------------
+
+    async def record(
+        self,
+        tenant: str,
+        fragments: list[Entity],
+        merge: Merge,
+        history: list[HistoryRow],
+        uplinks: list[UplinkKey],
+    ) -> None:
+        """Store observations in one transaction: each fragment is merged into its entity (or
+        creates it), the history rows are appended and the uplinks marked as stored. Rows and
+        marks already present are left as they are, so storing the same uplink twice (a
+        redelivery after a crash) changes nothing."""
+
+    async def stored_uplinks(self, tenant: str, keys: list[UplinkKey]) -> set[UplinkKey]:
+        """The keys among these whose uplink is already stored."""
+
+    async def history(
+        self, tenant: str, entity_id: str, attr: str | None = None
+    ) -> list[HistoryRow]:
+        """The history rows of an entity (one attribute, or all), oldest observation first."""
+
+    async def put_device(self, tenant: str, device: DeviceRecord) -> None:
+        """Register a device, or replace its record (same key)."""
+
+    async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
+        """The records with these keys, or all, ordered by key."""
+
+    async def add_dead_letters(self, tenant: str, letters: list[DeadLetter]) -> None: ...
+
+    async def dead_letters(
+        self, tenant: str, *, open_only: bool, limit: int, offset: int, ids: list[int] | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters, newest first; open ones are those not replayed successfully yet."""
+
+    async def settle_dead_letter(
+        self, tenant: str, letter_id: int, when: str, outcome: str
+    ) -> None:
+        """Note the outcome of a replay; "stored" closes the letter."""

@@ -32,7 +32,18 @@ from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.store.attrsets import AttrSetIds, Members, members_of, signature
-from stadsnav.store.base import DEFAULT_TENANT, AttributeStat, Change, HostedContext, TypeStat
+from stadsnav.store.base import (
+    DEFAULT_TENANT,
+    AttributeStat,
+    Change,
+    DeadLetter,
+    DeviceRecord,
+    HistoryRow,
+    HostedContext,
+    Merge,
+    TypeStat,
+    UplinkKey,
+)
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
 
@@ -305,24 +316,205 @@ class PostgresStore:
         sql = _INSERT_SQL if mode == "insert" else _UPSERT_SQL
         set_ids = await self._set_ids(entities)
         async with self.pool.connection() as conn, conn.transaction():
-            if tenant != DEFAULT_TENANT:
-                await conn.execute(
-                    "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,)
+            await _ensure_tenant(conn, tenant)
+            return await _write_rounds(conn, tenant, entities, set_ids, sql)
+
+    async def record(
+        self,
+        tenant: str,
+        fragments: list[Entity],
+        merge: Merge,
+        history: list[HistoryRow],
+        uplinks: list[UplinkKey],
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await _ensure_tenant(conn, tenant)
+            pending = list(fragments)
+            # Twice at most: an entity another worker creates meanwhile is merged into then.
+            for _ in range(2):
+                stored = await self._locked(conn, tenant, [f.id for f in pending])
+                new: dict[str, Entity] = {}
+                changed: dict[str, Entity] = {}
+                for fragment in pending:
+                    if fragment.id in stored:
+                        merge(stored[fragment.id], fragment)
+                        changed[fragment.id] = stored[fragment.id]
+                    elif fragment.id in new:
+                        merge(new[fragment.id], fragment)
+                    else:
+                        new[fragment.id] = fragment
+                if changed:
+                    entities = list(changed.values())
+                    await _save(conn, tenant, entities, await self._set_ids(entities))
+                created = list(new.values())
+                done = await _write_rounds(
+                    conn, tenant, created, await self._set_ids(created), _INSERT_SQL
                 )
-            for n, indexes in enumerate(_rounds(entities)):
-                batch = [entities[i] for i in indexes]
-                sets = [set_ids[i] for i in indexes]
-                rows = await _stage_and_run(conn, batch, sets, sql, (tenant,), first=n == 0)
-                written: list[tuple[int, Entity, bool]] = []
-                for i, entity in zip(indexes, batch, strict=True):
-                    row = rows.get(entity.id)
-                    if row is None:
-                        continue
-                    _, pk, created, entity.created_at, entity.version = row
-                    results[i] = created
-                    written.append((pk, entity, created))
-                await _reindex(conn, written, first=n == 0)
-        return results
+                lost = {e.id for e, ok in zip(created, done, strict=True) if not ok}
+                pending = [f for f in fragments if f.id in lost]
+                if not pending:
+                    break
+            else:
+                raise RuntimeError(f"Entities {sorted(lost)} could be neither created nor merged")
+            if history:
+                await conn.execute(
+                    "INSERT INTO history (tenant, entity_id, attr, dataset_id, observed_at, "
+                    "instance) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], "
+                    "%s::text[], %s::jsonb[]) ON CONFLICT DO NOTHING",
+                    (
+                        tenant,
+                        [row.entity_id for row in history],
+                        [row.attr for row in history],
+                        [row.dataset_id or "" for row in history],
+                        [row.observed_at for row in history],
+                        [Jsonb(row.instance) for row in history],
+                    ),
+                )
+            if uplinks:
+                await conn.execute(
+                    "INSERT INTO uplinks (tenant, device, f_cnt, digest, stored_at) "
+                    "SELECT %s, u.*, %s FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS u "
+                    "ON CONFLICT DO NOTHING",
+                    (
+                        tenant,
+                        _now(),
+                        [key.device for key in uplinks],
+                        [key.f_cnt for key in uplinks],
+                        [key.digest for key in uplinks],
+                    ),
+                )
+
+    async def _locked(self, conn: Conn, tenant: str, ids: list[str]) -> dict[str, Entity]:
+        """The stored entities with these ids, locked for update in id order."""
+        cursor = await conn.execute(
+            f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = %s AND e.id = ANY(%s) "
+            "ORDER BY e.id FOR UPDATE",
+            (tenant, sorted(set(ids))),
+        )
+        return {row[0]: _entity(row) for row in await cursor.fetchall()}
+
+    async def stored_uplinks(self, tenant: str, keys: list[UplinkKey]) -> set[UplinkKey]:
+        if not keys:
+            return set()
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT u.device, u.f_cnt, u.digest FROM uplinks u JOIN unnest(%s::text[], "
+                "%s::bigint[], %s::text[]) AS k(device, f_cnt, digest) ON u.tenant = %s "
+                "AND u.device = k.device AND u.f_cnt = k.f_cnt AND u.digest = k.digest",
+                (
+                    [key.device for key in keys],
+                    [key.f_cnt for key in keys],
+                    [key.digest for key in keys],
+                    tenant,
+                ),
+            )
+            return {UplinkKey(d, int(f), g) for d, f, g in await cursor.fetchall()}
+
+    async def history(
+        self, tenant: str, entity_id: str, attr: str | None = None
+    ) -> list[HistoryRow]:
+        sql = (
+            "SELECT entity_id, attr, dataset_id, observed_at, instance FROM history "
+            "WHERE tenant = %s AND entity_id = %s"
+        )
+        params: list[Any] = [tenant, entity_id]
+        if attr is not None:
+            sql += " AND attr = %s"
+            params.append(attr)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql + " ORDER BY observed_at, attr", params)
+            return [HistoryRow(e, a, d or None, o, i) for e, a, d, o, i in await cursor.fetchall()]
+
+    async def put_device(self, tenant: str, device: DeviceRecord) -> None:
+        lon, lat = device.location if device.location is not None else (None, None)
+        async with self.pool.connection() as conn, conn.transaction():
+            await _ensure_tenant(conn, tenant)
+            await conn.execute(
+                f"INSERT INTO devices (tenant, {_DEVICE_COLUMNS}) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant, key) DO UPDATE SET device_id = EXCLUDED.device_id, "
+                "model = EXCLUDED.model, owner = EXCLUDED.owner, state = EXCLUDED.state, "
+                "target_id = EXCLUDED.target_id, target_type = EXCLUDED.target_type, "
+                "settings = EXCLUDED.settings, lon = EXCLUDED.lon, lat = EXCLUDED.lat, "
+                "secret_hash = EXCLUDED.secret_hash, modified_at = EXCLUDED.modified_at",
+                (
+                    tenant,
+                    device.key,
+                    device.device_id,
+                    device.model,
+                    device.owner,
+                    device.state,
+                    device.target_id,
+                    device.target_type,
+                    Jsonb(device.settings),
+                    lon,
+                    lat,
+                    device.secret_hash,
+                    device.created_at,
+                    device.modified_at,
+                ),
+            )
+
+    async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
+        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
+        params: list[Any] = [tenant]
+        if keys is not None:
+            sql += " AND key = ANY(%s)"
+            params.append(keys)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql + " ORDER BY key", params)
+            return [_device(row) for row in await cursor.fetchall()]
+
+    async def add_dead_letters(self, tenant: str, letters: list[DeadLetter]) -> None:
+        if not letters:
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            for letter in letters:
+                cursor = await conn.execute(
+                    "INSERT INTO dead_letters (tenant, received_at, transport, network, event, "
+                    "source, device, stage, reason, body) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (
+                        tenant,
+                        letter.received_at,
+                        letter.transport,
+                        letter.network,
+                        letter.event,
+                        letter.source,
+                        letter.device,
+                        letter.stage,
+                        letter.reason,
+                        letter.body,
+                    ),
+                )
+                row = await cursor.fetchone()
+                letter.id = 0 if row is None else int(row[0])
+
+    async def dead_letters(
+        self, tenant: str, *, open_only: bool, limit: int, offset: int, ids: list[int] | None = None
+    ) -> list[DeadLetter]:
+        sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE tenant = %s"
+        params: list[Any] = [tenant]
+        if open_only:
+            sql += " AND (outcome IS NULL OR outcome != 'stored')"
+        if ids is not None:
+            sql += " AND id = ANY(%s)"
+            params.append(ids)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                sql + " ORDER BY id DESC LIMIT %s OFFSET %s", [*params, limit, offset]
+            )
+            return [_letter(row) for row in await cursor.fetchall()]
+
+    async def settle_dead_letter(
+        self, tenant: str, letter_id: int, when: str, outcome: str
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE dead_letters SET replayed_at = %s, outcome = %s "
+                "WHERE tenant = %s AND id = %s",
+                (when, outcome, tenant, letter_id),
+            )
 
     async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
         return bool(await self.modify_many(tenant, [entity_id], change))
@@ -497,6 +689,78 @@ async def _create_database(url: str, name: str) -> bool:
         with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             await conn.execute(f"CREATE DATABASE {quoted}".encode())
     return True
+
+
+_DEVICE_COLUMNS = (
+    "key, device_id, model, owner, state, target_id, target_type, settings, lon, lat, "
+    "secret_hash, created_at, modified_at"
+)
+_LETTER_COLUMNS = (
+    "id, received_at, transport, network, event, source, device, stage, reason, body, "
+    "replayed_at, outcome"
+)
+
+
+def _device(row: Any) -> DeviceRecord:
+    return DeviceRecord(
+        key=row[0],
+        device_id=row[1],
+        model=row[2],
+        owner=row[3],
+        state=row[4],
+        target_id=row[5],
+        target_type=row[6],
+        settings=row[7],
+        location=None if row[8] is None else (row[8], row[9]),
+        secret_hash=row[10],
+        created_at=row[11],
+        modified_at=row[12],
+    )
+
+
+def _letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row[0],
+        received_at=row[1],
+        transport=row[2],
+        network=row[3],
+        event=row[4],
+        source=row[5],
+        device=row[6],
+        stage=row[7],
+        reason=row[8],
+        body=bytes(row[9]),
+        replayed_at=row[10],
+        outcome=row[11],
+    )
+
+
+async def _ensure_tenant(conn: Conn, tenant: str) -> None:
+    if tenant != DEFAULT_TENANT:
+        await conn.execute(
+            "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,)
+        )
+
+
+async def _write_rounds(
+    conn: Conn, tenant: str, entities: list[Entity], set_ids: list[int], sql: str
+) -> list[bool]:
+    """Insert (or upsert, by `sql`) entities in rounds of distinct ids; True where created."""
+    results = [False] * len(entities)
+    for n, indexes in enumerate(_rounds(entities)):
+        batch = [entities[i] for i in indexes]
+        sets = [set_ids[i] for i in indexes]
+        rows = await _stage_and_run(conn, batch, sets, sql, (tenant,), first=n == 0)
+        written: list[tuple[int, Entity, bool]] = []
+        for i, entity in zip(indexes, batch, strict=True):
+            row = rows.get(entity.id)
+            if row is None:
+                continue
+            _, pk, created, entity.created_at, entity.version = row
+            results[i] = created
+            written.append((pk, entity, created))
+        await _reindex(conn, written, first=n == 0)
+    return results
 
 
 def _rounds(entities: Sequence[Entity]) -> list[list[int]]:

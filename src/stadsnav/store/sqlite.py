@@ -32,8 +32,13 @@ from stadsnav.store.base import (
     DEFAULT_TENANT,
     AttributeStat,
     Change,
+    DeadLetter,
+    DeviceRecord,
+    HistoryRow,
     HostedContext,
+    Merge,
     TypeStat,
+    UplinkKey,
 )
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
@@ -312,6 +317,155 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    # -- device data -----------------------------------------------------------------------------
+
+    async def record(
+        self,
+        tenant: str,
+        fragments: list[Entity],
+        merge: Merge,
+        history: list[HistoryRow],
+        uplinks: list[UplinkKey],
+    ) -> None:
+        await self._write(
+            lambda conn: _record(conn, self._sets, tenant, fragments, merge, history, uplinks)
+        )
+
+    async def stored_uplinks(self, tenant: str, keys: list[UplinkKey]) -> set[UplinkKey]:
+        def run(conn: sqlite3.Connection) -> set[UplinkKey]:
+            found: set[UplinkKey] = set()
+            for key in keys:
+                row = conn.execute(
+                    "SELECT 1 FROM uplinks WHERE tenant = ? AND device = ? AND f_cnt = ? "
+                    "AND digest = ?",
+                    (tenant, key.device, key.f_cnt, key.digest),
+                ).fetchone()
+                if row is not None:
+                    found.add(key)
+            return found
+
+        return await self._read(run) if keys else set()
+
+    async def history(
+        self, tenant: str, entity_id: str, attr: str | None = None
+    ) -> list[HistoryRow]:
+        def run(conn: sqlite3.Connection) -> list[HistoryRow]:
+            sql = (
+                "SELECT entity_id, attr, dataset_id, observed_at, instance FROM history "
+                "WHERE tenant = ? AND entity_id = ?"
+            )
+            params: list[Any] = [tenant, entity_id]
+            if attr is not None:
+                sql += " AND attr = ?"
+                params.append(attr)
+            return [
+                HistoryRow(e, a, d or None, o, orjson.loads(i))
+                for e, a, d, o, i in conn.execute(sql + " ORDER BY observed_at, attr", params)
+            ]
+
+        return await self._read(run)
+
+    async def put_device(self, tenant: str, device: DeviceRecord) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            _ensure_tenant(conn, tenant)
+            lon, lat = device.location if device.location is not None else (None, None)
+            conn.execute(
+                f"INSERT OR REPLACE INTO devices (tenant, {_DEVICE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    device.key,
+                    device.device_id,
+                    device.model,
+                    device.owner,
+                    device.state,
+                    device.target_id,
+                    device.target_type,
+                    orjson.dumps(device.settings).decode(),
+                    lon,
+                    lat,
+                    device.secret_hash,
+                    device.created_at,
+                    device.modified_at,
+                ),
+            )
+
+        await self._write(run)
+
+    async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
+        def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
+            if keys is None:
+                rows = conn.execute(
+                    f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ? ORDER BY key",
+                    (tenant,),
+                ).fetchall()
+                return [_device(row) for row in rows]
+            found: list[DeviceRecord] = []
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                found.extend(
+                    _device(row)
+                    for row in conn.execute(
+                        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ? "
+                        f"AND key IN ({marks})",
+                        (tenant, *chunk),
+                    )
+                )
+            return sorted(found, key=lambda d: d.key)
+
+        return await self._read(run)
+
+    async def add_dead_letters(self, tenant: str, letters: list[DeadLetter]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            for letter in letters:
+                cursor = conn.execute(
+                    "INSERT INTO dead_letters (tenant, received_at, transport, network, event, "
+                    "source, device, stage, reason, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        letter.received_at,
+                        letter.transport,
+                        letter.network,
+                        letter.event,
+                        letter.source,
+                        letter.device,
+                        letter.stage,
+                        letter.reason,
+                        letter.body,
+                    ),
+                )
+                letter.id = int(cursor.lastrowid or 0)
+
+        if letters:
+            await self._write(run)
+
+    async def dead_letters(
+        self, tenant: str, *, open_only: bool, limit: int, offset: int, ids: list[int] | None = None
+    ) -> list[DeadLetter]:
+        def run(conn: sqlite3.Connection) -> list[DeadLetter]:
+            sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE tenant = ?"
+            params: list[Any] = [tenant]
+            if open_only:
+                sql += " AND (outcome IS NULL OR outcome != 'stored')"
+            if ids is not None:
+                sql += f" AND id IN ({', '.join('?' for _ in ids)})"
+                params.extend(ids)
+            sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+            return [_letter(row) for row in conn.execute(sql, (*params, limit, offset))]
+
+        return await self._read(run)
+
+    async def settle_dead_letter(
+        self, tenant: str, letter_id: int, when: str, outcome: str
+    ) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE dead_letters SET replayed_at = ?, outcome = ? WHERE tenant = ? AND id = ?",
+                (when, outcome, tenant, letter_id),
+            )
+        )
+
     async def type_stats(self, tenant: str) -> list[TypeStat]:
         now = _now()
 
@@ -368,6 +522,50 @@ class SQLiteStore:
         return await self._read(run)
 
 
+_DEVICE_COLUMNS = (
+    "key, device_id, model, owner, state, target_id, target_type, settings, lon, lat, "
+    "secret_hash, created_at, modified_at"
+)
+_LETTER_COLUMNS = (
+    "id, received_at, transport, network, event, source, device, stage, reason, body, "
+    "replayed_at, outcome"
+)
+
+
+def _device(row: Any) -> DeviceRecord:
+    return DeviceRecord(
+        key=row[0],
+        device_id=row[1],
+        model=row[2],
+        owner=row[3],
+        state=row[4],
+        target_id=row[5],
+        target_type=row[6],
+        settings=orjson.loads(row[7]),
+        location=None if row[8] is None else (row[8], row[9]),
+        secret_hash=row[10],
+        created_at=row[11],
+        modified_at=row[12],
+    )
+
+
+def _letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row[0],
+        received_at=row[1],
+        transport=row[2],
+        network=row[3],
+        event=row[4],
+        source=row[5],
+        device=row[6],
+        stage=row[7],
+        reason=row[8],
+        body=bytes(row[9]),
+        replayed_at=row[10],
+        outcome=row[11],
+    )
+
+
 # The distinct (type, attribute set) pairs of a tenant's live entities.
 _TYPE_SETS = (
     "SELECT DISTINCT t.type, e.attrset FROM entity_types t JOIN entities e ON e.pk = t.entity "
@@ -403,6 +601,63 @@ class _SetResolver:
                 self.created[sig] = set_id
             found.append(set_id)
         return found
+
+
+def _record(
+    conn: sqlite3.Connection,
+    sets: _SetResolver,
+    tenant: str,
+    fragments: list[Entity],
+    merge: Merge,
+    history: list[HistoryRow],
+    uplinks: list[UplinkKey],
+) -> None:
+    """Store.record on the writer thread: merge or create, then history and marks."""
+    _ensure_tenant(conn, tenant)
+    stored: dict[str, tuple[int, Entity]] = {}
+    ids = list(dict.fromkeys(f.id for f in fragments))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id IN ({marks})",
+            (tenant, *chunk),
+        ):
+            stored[row[1]] = (row[0], _entity(row))
+    new: dict[str, Entity] = {}
+    changed: dict[int, Entity] = {}
+    for fragment in fragments:
+        if fragment.id in stored:
+            pk, entity = stored[fragment.id]
+            merge(entity, fragment)
+            changed[pk] = entity
+        elif fragment.id in new:
+            merge(new[fragment.id], fragment)
+        else:
+            new[fragment.id] = fragment
+    _write_batch(conn, sets, tenant, list(new.values()), replace=False)
+    _rewrite(conn, sets, tenant, changed)
+    conn.executemany(
+        "INSERT OR IGNORE INTO history (tenant, entity_id, attr, dataset_id, observed_at, "
+        "instance) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                tenant,
+                row.entity_id,
+                row.attr,
+                row.dataset_id or "",
+                row.observed_at,
+                orjson.dumps(row.instance).decode(),
+            )
+            for row in history
+        ],
+    )
+    now = _now()
+    conn.executemany(
+        "INSERT OR IGNORE INTO uplinks (tenant, device, f_cnt, digest, stored_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(tenant, key.device, key.f_cnt, key.digest, now) for key in uplinks],
+    )
 
 
 def _statements(sql: str) -> Iterable[str]:

@@ -1,0 +1,271 @@
+"""Routes for device data over HTTP: network-server webhooks, dead letters, device records.
+
+Webhooks answer once the uplink's outcome is durable: 200 when it was stored (or was a
+duplicate, or an event without measurements), 202 when it was kept as a dead letter (the body
+says why, and where to find it), 400 when the request is not a network-server event at all
+(it is kept as a dead letter too, so nothing sent is ever lost).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stadsnav.api import params
+from stadsnav.api.negotiation import JSON, read_bytes, read_json, tenant_of
+from stadsnav.api.services import services
+from stadsnav.broker import now
+from stadsnav.ingest import decoders
+from stadsnav.ingest.pipeline import Message, Outcome
+from stadsnav.ngsild.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from stadsnav.ngsild.names import check_uri
+from stadsnav.store.base import DeadLetter, DeviceRecord
+
+BASE = "/ingest"
+LIFECYCLE = ("planned", "installed", "active", "maintenance", "retired")
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+async def _webhook(request: Request, network: str, event: str | None) -> Response:
+    svc = services(request)
+    message = Message(
+        tenant=tenant_of(request),
+        transport="http",
+        network=network,
+        event=event,
+        source=request.url.path,
+        body=await read_bytes(request, svc.settings.max_body_bytes),
+        received_at=now(),
+    )
+    outcome = await svc.pipeline.submit(message)
+    if outcome.status == "dead-letter" and outcome.stage == "envelope":
+        raise BadRequestData(
+            f"Not a {network} event: {outcome.reason} (kept as dead letter {outcome.dead_letter})"
+        )
+    return _json(outcome.as_json(), 202 if outcome.status == "dead-letter" else 200)
+
+
+async def chirpstack(request: Request) -> Response:
+    """ChirpStack v4 HTTP integration: the event type comes as ?event=up."""
+    params.check_known(request.query_params, {"event"})
+    event = request.query_params.get("event")
+    if not event:
+        raise BadRequestData("The ChirpStack HTTP integration names the event: ?event=up")
+    return await _webhook(request, "chirpstack", event)
+
+
+async def tts(request: Request) -> Response:
+    """The Things Stack v3 webhook: the message type is the body's top-level member."""
+    params.check_known(request.query_params, set())
+    return await _webhook(request, "tts", None)
+
+
+def _letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "receivedAt": letter.received_at,
+        "transport": letter.transport,
+        "network": letter.network,
+        "event": letter.event,
+        "source": letter.source,
+        "device": letter.device,
+        "stage": letter.stage,
+        "reason": letter.reason,
+        "body": base64.b64encode(letter.body).decode(),
+        "replayedAt": letter.replayed_at,
+        "outcome": letter.outcome,
+    }
+
+
+def _letter_id(request: Request) -> int:
+    raw = request.path_params["letter_id"]
+    if not raw.isdigit():
+        raise BadRequestData(f"Dead letter ids are numbers, got {raw!r:.50}")
+    return int(raw)
+
+
+async def list_dead_letters(request: Request) -> Response:
+    query = request.query_params
+    params.check_known(query, {"status", "limit", "offset"})
+    status = query.get("status", "open")
+    if status not in ("open", "all"):
+        raise BadRequestData("status is open (not stored yet, the default) or all")
+    limit, offset = _integer(query.get("limit"), 20, 1000), _integer(query.get("offset"), 0, None)
+    letters = await services(request).broker.store.dead_letters(
+        tenant_of(request), open_only=status == "open", limit=limit, offset=offset
+    )
+    return _json([_letter_json(letter) for letter in letters])
+
+
+async def get_dead_letter(request: Request) -> Response:
+    return _json(_letter_json(await _one_letter(request)))
+
+
+async def _one_letter(request: Request) -> DeadLetter:
+    letter_id = _letter_id(request)
+    found = await services(request).broker.store.dead_letters(
+        tenant_of(request), open_only=False, limit=1, offset=0, ids=[letter_id]
+    )
+    if not found:
+        raise ResourceNotFound(f"No dead letter {letter_id}")
+    return found[0]
+
+
+async def replay_dead_letter(request: Request) -> Response:
+    letter = await _one_letter(request)
+    outcomes = await services(request).pipeline.replay(tenant_of(request), [letter.id])
+    return _json(_replayed(outcomes[letter.id]))
+
+
+async def replay_open_dead_letters(request: Request) -> Response:
+    """Replay every open dead letter (up to `limit`), e.g. after a decoder fix."""
+    params.check_known(request.query_params, {"limit"})
+    limit = _integer(request.query_params.get("limit"), 1000, 10_000)
+    svc = services(request)
+    tenant = tenant_of(request)
+    letters = await svc.broker.store.dead_letters(tenant, open_only=True, limit=limit, offset=0)
+    outcomes = await svc.pipeline.replay(tenant, [letter.id for letter in letters])
+    return _json({str(i): _replayed(outcome) for i, outcome in sorted(outcomes.items())})
+
+
+def _replayed(outcome: Outcome) -> dict[str, Any]:
+    found = outcome.as_json()
+    found.pop("deadLetter", None)
+    return found
+
+
+def _integer(raw: str | None, default: int, most: int | None) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or (most is not None and int(raw) > most):
+        raise BadRequestData(f"Expected a whole number{f' up to {most}' if most else ''}")
+    return int(raw)
+
+
+# -- device records ---------------------------------------------------------------------------
+
+
+def _device_json(device: DeviceRecord) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "devEUI": device.key,
+        "deviceId": device.device_id,
+        "model": device.model,
+        "owner": device.owner,
+        "state": device.state,
+        "settings": device.settings,
+        "createdAt": device.created_at,
+        "modifiedAt": device.modified_at,
+    }
+    if device.target_id is not None:
+        found["target"] = {"id": device.target_id, "type": device.target_type}
+    if device.location is not None:
+        found["location"] = list(device.location)
+    return found
+
+
+def _device_record(body: Any, stamp: str) -> DeviceRecord:
+    if not isinstance(body, dict):
+        raise BadRequestData("A device is a JSON object")
+    key = body.get("devEUI")
+    if not isinstance(key, str) or len(key) != 16 or not _is_hex(key):
+        raise BadRequestData("devEUI must be 16 hexadecimal digits")
+    key = key.lower()
+    model = body.get("model")
+    if not isinstance(model, str) or model not in decoders.MODELS:
+        raise BadRequestData(
+            f"Unknown device model {model!r:.60}: one of {sorted(decoders.MODELS)}"
+        )
+    owner = body.get("owner")
+    if not isinstance(owner, str) or not owner.strip():
+        raise BadRequestData("A device needs an owner organisation")
+    state = body.get("state", "installed")
+    if state not in LIFECYCLE:
+        raise BadRequestData(f"state is one of {', '.join(LIFECYCLE)}")
+    target = body.get("target")
+    target_id = target_type = None
+    if target is not None:
+        if not isinstance(target, dict) or not isinstance(target.get("type"), str):
+            raise BadRequestData("target is {'id': entity id, 'type': entity type}")
+        target_id = check_uri(target.get("id"), "target id")
+        target_type = target["type"]
+    settings = body.get("settings", {})
+    if not isinstance(settings, dict) or not all(
+        isinstance(v, int | float | str) and not isinstance(v, bool) for v in settings.values()
+    ):
+        raise BadRequestData("settings maps names to numbers or strings")
+    location = body.get("location")
+    if location is not None:
+        if (
+            not isinstance(location, list)
+            or len(location) != 2
+            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in location)
+            or not (-180 <= location[0] <= 180 and -90 <= location[1] <= 90)
+        ):
+            raise BadRequestData("location is [longitude, latitude]")
+        location = (float(location[0]), float(location[1]))
+    device_id = body.get("deviceId", f"urn:ngsi-ld:Device:{key}")
+    return DeviceRecord(
+        key=key,
+        device_id=check_uri(device_id, "deviceId"),
+        model=model,
+        owner=owner.strip(),
+        state=state,
+        target_id=target_id,
+        target_type=target_type,
+        settings=settings,
+        location=location,
+        created_at=stamp,
+        modified_at=stamp,
+    )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+async def register_device(request: Request) -> Response:
+    svc = services(request)
+    body = await read_json(request, svc.settings.max_body_bytes, {JSON})
+    device = _device_record(body, now())
+    tenant = tenant_of(request)
+    existing = await svc.broker.store.devices(tenant, [device.key])
+    if existing:
+        raise InvalidRequest(f"Device {device.key} is already registered") from None
+    await svc.broker.store.put_device(tenant, device)
+    svc.pipeline.forget_device(tenant, device.key)
+    return _json(_device_json(device), 201)
+
+
+async def list_devices(request: Request) -> Response:
+    params.check_known(request.query_params, set())
+    found = await services(request).broker.store.devices(tenant_of(request))
+    return _json([_device_json(d) for d in found])
+
+
+async def get_device(request: Request) -> Response:
+    key = request.path_params["key"].lower()
+    found = await services(request).broker.store.devices(tenant_of(request), [key])
+    if not found:
+        raise ResourceNotFound(f"No device {key} is registered")
+    return _json(_device_json(found[0]))
+
+
+routes = [
+    Route(f"{BASE}/chirpstack", chirpstack, methods=["POST"]),
+    Route(f"{BASE}/tts", tts, methods=["POST"]),
+    Route(f"{BASE}/dead-letters", list_dead_letters, methods=["GET"]),
+    Route(f"{BASE}/dead-letters/replay", replay_open_dead_letters, methods=["POST"]),
+    Route(f"{BASE}/dead-letters/{{letter_id}}", get_dead_letter, methods=["GET"]),
+    Route(f"{BASE}/dead-letters/{{letter_id}}/replay", replay_dead_letter, methods=["POST"]),
+    Route(f"{BASE}/devices", register_device, methods=["POST"]),
+    Route(f"{BASE}/devices", list_devices, methods=["GET"]),
+    Route(f"{BASE}/devices/{{key}}", get_device, methods=["GET"]),
+]
