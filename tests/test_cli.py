@@ -18,7 +18,7 @@ from stadsnav.cli import app, build_settings
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["get"], ["migrate"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["get"], ["migrate"], ["simulate"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -94,3 +94,20 @@ def test_serve_starts_the_platform_and_creates_the_database(tmp_path: Path, work
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_simulate_exports_a_fleet_the_registry_can_import(tmp_path: Path) -> None:
+    out = tmp_path / "fleet.csv"
+    result = runner.invoke(app, ["simulate", "--devices", "40", "--export-fleet", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("dev_eui,name,model,lon,lat,district,target_id,target_type")
+    assert len(lines) == 41
+
+
+def test_simulate_refuses_contradictory_targets() -> None:
+    result = runner.invoke(
+        app, ["simulate", "--url", "http://127.0.0.1:1", "--mqtt", "mqtt://127.0.0.1:1"]
+    )
+    assert result.exit_code != 0
+    assert "not both" in result.output

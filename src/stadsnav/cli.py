@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -123,6 +124,126 @@ def migrate(database: DatabaseOption = None) -> None:
 
     asyncio.run(run())
     typer.echo(f"Database {settings.database} is up to date")
+
+
+@app.command()
+def simulate(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Send uplinks over HTTP to the platform at this base URL [default]."),
+    ] = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(help="Publish uplinks to this broker instead: mqtt://[user:pw@]host:port."),
+    ] = None,
+    devices: Annotated[int, typer.Option(min=0, help="Fleet size.")] = 3000,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="Simulated seconds per real second: 60 is an hour a minute, inf as fast as "
+            "the receiver takes them."
+        ),
+    ] = 1.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            help="Simulated seconds to run (at --speed 60, 3600 takes a minute); until Ctrl-C "
+            "if left out."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="The fleet, its noise and faults follow from it.")] = 0,
+    network: Annotated[
+        Literal["chirpstack", "tts"],
+        typer.Option(help="Envelopes of ChirpStack v4 or The Things Stack v3."),
+    ] = "chirpstack",
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="none, or rates: silent (share of devices), garbage and duplicate (shares of "
+            "uplinks)."
+        ),
+    ] = "silent=0.01,garbage=0.002,duplicate=0.005",
+    rate_limit: Annotated[
+        float | None, typer.Option(help="At most this many uplinks per real second.")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Simulated start, ISO 8601, UTC unless it has an offset; now if left out."
+        ),
+    ] = None,
+    export_fleet: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the fleet for the registry's bulk import (CSV, or GeoJSON if the name "
+            "ends in .geojson) and exit."
+        ),
+    ] = None,
+) -> None:
+    """Simulate Stockholm: a fleet of LoRaWAN devices sending uplinks to the platform."""
+    from datetime import UTC, datetime
+
+    import aiomqtt
+
+    from stadsnav.sim import fleet as sim_fleet
+    from stadsnav.sim.faults import Faults
+    from stadsnav.sim.runner import Counters, Target, run
+
+    city = sim_fleet.build_fleet(devices, seed)
+    if export_fleet is not None:
+        sim_fleet.export(city, export_fleet)
+        typer.echo(f"Wrote {len(city)} devices to {export_fleet}")
+        return
+    if url is not None and mqtt is not None:
+        raise typer.BadParameter("give --url or --mqtt, not both")
+    if speed <= 0 or (rate_limit is not None and rate_limit <= 0):
+        raise typer.BadParameter("--speed and --rate-limit must be positive")
+    try:
+        target = Target(mqtt or url or "http://127.0.0.1:8000")
+        fault_rates = Faults.parse(faults)
+        begin = None if start is None else datetime.fromisoformat(start)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if begin is not None and begin.tzinfo is None:
+        begin = begin.replace(tzinfo=UTC)
+    counters = Counters()
+
+    def report() -> None:
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(counters.by_status.items()))
+        typer.echo(
+            f"simulated until {counters.simulated_until or '-'}: {counters.sent} sent, "
+            f"{counters.failed} failed ({answers or 'no answers yet'})",
+            err=True,
+        )
+
+    async def simulate_and_report() -> None:
+        simulation = asyncio.create_task(
+            run(
+                target,
+                city,
+                speed=speed,
+                duration=duration,
+                rate_limit=rate_limit,
+                faults=fault_rates,
+                seed=seed,
+                network=network,
+                start=begin,
+                counters=counters,
+            )
+        )
+        while not simulation.done():
+            await asyncio.wait({simulation}, timeout=10)
+            report()
+        simulation.result()
+
+    typer.echo(f"Simulating {len(city)} devices, {network} uplinks to {target.url}", err=True)
+    try:
+        asyncio.run(simulate_and_report())
+    except aiomqtt.MqttError as error:
+        typer.echo(f"The MQTT broker at {target.url} refused the simulator: {error}", err=True)
+        raise typer.Exit(1) from None
+    if counters.failed and not counters.sent:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -38,7 +38,17 @@ log = logging.getLogger("stadsnav")
 
 async def health(request: Request) -> Response:
     svc = services(request)
-    return JSONResponse({"status": "ok", "database": svc.settings.database.split("://")[0]})
+    return JSONResponse(
+        {
+            "status": "ok",
+            "database": svc.settings.database.split("://")[0],
+            # Device messages taken in by this worker since it started, by outcome.
+            "ingest": dict(svc.pipeline.counts),
+            "mqtt": "connected"
+            if svc.mqtt_connected()
+            else ("off" if svc.mqtt is None else "down"),
+        }
+    )
 
 
 async def _sweep_expired(broker: Broker, interval: float) -> None:
