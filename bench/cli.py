@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench import data, workloads
+from bench import data, ingestion, workloads
 from bench.profiling import py_spy
 from bench.server import Server, ServerFailed, analyze, postgres_database, sqlite_database
 
@@ -42,6 +42,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "batch_upsert_existing": (">=", 10_000),
     "retrieve_by_id": ("<=", 10),
     "query_type_q_geo": ("<=", 50),
+    "ingest_throughput": (">=", 5_000),
+    "ingest_latency": ("<=", 1_000),
 }
 
 
@@ -61,10 +63,17 @@ class Sizes:
     create_seconds: float
     create_processes: int
     create_connections: int  # per process
+    ingest_devices: int
+    ingest_uplinks: int  # for the ceiling and the throughput figure
+    ingest_paced_uplinks: int  # for the latency figure
+    ingest_rate: float  # uplinks/s the latency figure is measured at
+    ingest_sample_every: int
 
 
-FULL = Sizes(1000, 100, 20, 20, 200, 10, 1, 100, 50, 5, 30, 10, 2, 2)
-QUICK = Sizes(1000, 5, 5, 3, 200, 3, 0.5, 20, 10, 2, 20, 2, 2, 2)
+FULL = Sizes(
+    1000, 100, 20, 20, 200, 10, 1, 100, 50, 5, 30, 10, 2, 2, 3000, 60_000, 50_000, 5000, 250
+)
+QUICK = Sizes(1000, 5, 5, 3, 200, 3, 0.5, 20, 10, 2, 20, 2, 2, 2, 200, 3000, 3000, 1000, 50)
 
 
 def log(message: str) -> None:
@@ -224,7 +233,62 @@ class Run:
             self.created += created["detail"]["entities"]
         return self.loaded[-1].stop + s.create_processes * workloads.IDS_PER_CREATE_PROCESS
 
+    def ingest(self, backend: str) -> None:
+        """Device data through Mosquitto (bench/ingestion.py), on a database of its own."""
+        s = self.sizes
+        log(f"{backend}: ingestion, generating {s.ingest_uplinks + s.ingest_paced_uplinks} uplinks")
+        fleet, uplinks = ingestion.fleet_and_uplinks(
+            s.ingest_devices, s.ingest_uplinks + s.ingest_paced_uplinks, self.args.seed
+        )
+        burst, paced = uplinks[: s.ingest_uplinks], uplinks[s.ingest_uplinks :]
+        with ingestion.mosquitto() as broker:
+            log(f"{backend}: mqtt_ceiling (bare subscriber)")
+            ceiling = asyncio.run(ingestion.ceiling(broker, burst, []))
+            self.emit("mqtt_ceiling", backend, 1, ceiling)
+            with self.database(backend) as url:
+                args = ("--mqtt", broker)
+                with Server(url, 1, log_dir=self.log_dir, extra_args=args) as server:
+                    asyncio.run(ingestion.register(server.base_url, fleet))
+                    database = url.rsplit("/", 1)[1] if backend == "postgres" else None
+                    log(f"{backend}: ingest_throughput")
+                    profile = self.profile_path(backend, 1, "ingest_throughput")
+                    with py_spy(server.worker_pids(), profile):
+                        result = asyncio.run(
+                            ingestion.throughput(
+                                server.base_url, broker, burst, server.pids(), database
+                            )
+                        )
+                    result["detail"]["ceiling"] = ceiling["value"]
+                    result["detail"]["share_of_ceiling"] = round(
+                        result["value"] / ceiling["value"], 3
+                    )
+                    self.emit("ingest_throughput", backend, 1, result)
+                    log(f"{backend}: ingest_latency at {s.ingest_rate:g} uplinks/s")
+                    with py_spy(
+                        server.worker_pids(), self.profile_path(backend, 1, "ingest_latency")
+                    ):
+                        latency = asyncio.run(
+                            ingestion.latency(
+                                server.base_url,
+                                broker,
+                                paced,
+                                rate=s.ingest_rate,
+                                sample_every=s.ingest_sample_every,
+                                meter_pids=server.pids(),
+                                database=database,
+                            )
+                        )
+                    self.emit("ingest_latency", backend, 1, latency)
+
     def backend(self, backend: str) -> None:
+        if "ingest" in self.args.workloads:
+            try:
+                self.ingest(backend)
+            except (ingestion.IngestError, httpx.HTTPError, OSError) as error:
+                log(f"{backend}: ingestion failed: {error}")
+                self.emit_error("ingest", backend, 1, error)
+        if "api" not in self.args.workloads:
+            return
         s = self.sizes
         self.loaded: list[range] = []
         self.created = 0  # by single_create, in ids outside self.loaded
@@ -301,6 +365,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the databases afterwards, to look into them"
+    )
+    parser.add_argument(
+        "--workloads",
+        default="api,ingest",
+        help="comma-separated: api (the NGSI-LD figures), ingest (device data through MQTT)",
     )
     return parser.parse_args(argv)
 

@@ -50,6 +50,7 @@ class Server:
     log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -80,6 +81,7 @@ class Server:
             self.database,
             "--workers",
             str(self.workers),
+            *self.extra_args,
         ]
         env = dict(os.environ)
         # No access log line per request: the benchmark measures the broker, not the terminal.
