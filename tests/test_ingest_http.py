@@ -18,7 +18,7 @@ FILL = 1 - 2.116 / BIN_DEPTH
 
 
 async def register(client: httpx.AsyncClient, eui: str = EUI, container: str = BIN) -> None:
-    answer = await client.post("/ingest/devices", json=bin_sensor(eui, container))
+    answer = await client.post("/devices", json=bin_sensor(eui, container))
     assert answer.status_code == 201, answer.text
 
 
@@ -169,8 +169,9 @@ async def test_a_body_that_is_no_network_server_event_is_400_and_kept(
 
 
 async def test_data_from_a_retired_device_is_not_stored(client: httpx.AsyncClient) -> None:
-    answer = await client.post("/ingest/devices", json=bin_sensor(EUI, BIN, state="retired"))
-    assert answer.status_code == 201
+    await register(client)
+    retired = await client.post(f"/devices/{EUI}/transitions", json={"to": "retired"})
+    assert retired.status_code == 200, retired.text
     found = (await send(client, chirpstack_up(EUI, 1))).json()
     assert found["stage"] == "device"
     assert "retired" in found["reason"]
@@ -189,6 +190,6 @@ async def test_data_from_a_retired_device_is_not_stored(client: httpx.AsyncClien
 async def test_invalid_device_records_are_refused(
     client: httpx.AsyncClient, device: dict[str, object]
 ) -> None:
-    answer = await client.post("/ingest/devices", json=device)
+    answer = await client.post("/devices", json=device)
     assert answer.status_code == 400
-    assert (await client.get("/ingest/devices")).json() == []
+    assert (await client.get("/devices")).json() == []

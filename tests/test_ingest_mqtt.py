@@ -142,7 +142,7 @@ async def test_uplinks_published_on_both_network_server_layouts_are_stored(
         ):
             for eui, n in ((eui_a, 1), (eui_b, 2)):
                 answer = await http.post(
-                    "/ingest/devices", json=bin_sensor(eui, f"urn:ngsi-ld:WasteContainer:m{n}")
+                    "/devices", json=bin_sensor(eui, f"urn:ngsi-ld:WasteContainer:m{n}")
                 )
                 assert answer.status_code == 201
             await publish(
@@ -182,9 +182,7 @@ async def test_what_arrives_while_stadsnav_is_down_is_stored_after_restart(
     async with running(ingest) as (_, http):
         for n, eui in enumerate(devices):
             container = f"urn:ngsi-ld:WasteContainer:r{n}"
-            assert (
-                await http.post("/ingest/devices", json=bin_sensor(eui, container))
-            ).status_code == 201
+            assert (await http.post("/devices", json=bin_sensor(eui, container))).status_code == 201
     # stadsnav is down: the devices keep sending.
     await publish(
         own_broker,
@@ -220,9 +218,7 @@ async def test_workers_share_the_device_traffic(settings: Settings, own_broker: 
     async with running(first) as (app1, http), running(second) as (app2, _):
         for n, eui in enumerate(devices):
             container = f"urn:ngsi-ld:WasteContainer:s{n}"
-            assert (
-                await http.post("/ingest/devices", json=bin_sensor(eui, container))
-            ).status_code == 201
+            assert (await http.post("/devices", json=bin_sensor(eui, container))).status_code == 201
         await publish(
             own_broker,
             [

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from stadsnav.devices.commands import app as devices_app
 from stadsnav.settings import Settings
 
 app = typer.Typer(
@@ -244,6 +245,9 @@ def simulate(
         raise typer.Exit(1) from None
     if counters.failed and not counters.sent:
         raise typer.Exit(1)
+
+
+app.add_typer(devices_app, name="devices")
 
 
 def main() -> None:

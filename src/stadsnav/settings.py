@@ -71,4 +71,55 @@ class Settings(BaseSettings):
         "stadsnav",
         description="MQTT v5 shared-subscription group: the workers split the device traffic.",
     )
+    mqtt_network_server_username: str | None = Field(
+        None,
+        description="MQTT user of the LoRaWAN network server (ChirpStack) in the generated "
+        "Mosquitto password and ACL files: it may publish and subscribe under application/# "
+        "and v3/#. Unset, no network server account is written.",
+    )
+    mqtt_network_server_password: str | None = Field(
+        None, description="Password of mqtt_network_server_username (only its hash is written)."
+    )
+    mqtt_password_file: str | None = Field(
+        None,
+        description="Mosquitto password_file that `sync_mosquitto` writes from the device "
+        "registry (devices' secret hashes, the ingestion and network-server users).",
+    )
+    mqtt_acl_file: str | None = Field(
+        None,
+        description="Mosquitto acl_file that `sync_mosquitto` writes: each device may publish "
+        "on its own topic only, the ingestion user may read what it subscribes to.",
+    )
+    mqtt_broker_pid_file: str | None = Field(
+        None,
+        description="Mosquitto's pid file: after changing its files, `sync_mosquitto` sends "
+        "that process SIGHUP so that it reads them again.",
+    )
+    mqtt_reload_command: str | None = Field(
+        None,
+        description="Command that makes Mosquitto read its files again, used instead of "
+        "mqtt_broker_pid_file (e.g. `docker kill --signal HUP mosquitto`).",
+    )
+    health_interval: float = Field(
+        60.0, gt=0, description="Seconds between device health sweeps (alarms as Alert entities)."
+    )
+    health_silence_factor: float = Field(
+        3.0,
+        ge=1,
+        description="A device is silent once it has sent nothing for this many times its "
+        "reporting interval (its reportingInterval setting, else its model profile's).",
+    )
+    health_battery_threshold: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="A batteryLevel below this (0..1) raises a low-battery alarm.",
+    )
+    devices_couse_radius: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Metres within which a device on site that measures the same property makes "
+        "a new registration a duplicate (refused without an override and its reason).",
+    )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")

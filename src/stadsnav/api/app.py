@@ -20,12 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stadsnav.api import batch, entities, info, ingest, jsonld_contexts
+from stadsnav.api import batch, devices, entities, info, ingest, jsonld_contexts
 from stadsnav.api.openapi_doc import openapi_route
 from stadsnav.api.problems import handle_http_exception, handle_ngsild_error, handle_unexpected
 from stadsnav.api.services import Services, services
 from stadsnav.broker import Broker
 from stadsnav.contexts import ContextResolver
+from stadsnav.devices.health import HealthMonitor, profile_interval, profile_range
 from stadsnav.ingest.mqtt import MqttIngest
 from stadsnav.ingest.pipeline import Pipeline
 from stadsnav.ngsild.errors import NgsiLdError
@@ -121,14 +122,23 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             await mqtt.start()
             app.state.services.mqtt = mqtt
         sweeper = asyncio.create_task(_sweep_expired(broker, settings.expiry_interval))
+        health = HealthMonitor(
+            broker,
+            expected_interval=profile_interval,
+            physical_range=profile_range,
+            battery_threshold=settings.health_battery_threshold,
+            silence_factor=settings.health_silence_factor,
+        )
+        alarms = asyncio.create_task(health.run(settings.health_interval))
         # What start-up built lives as long as the process: keep it out of every collection.
         gc.freeze()
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, alarms):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if mqtt is not None:
                 await mqtt.stop()
             await pipeline.stop()
@@ -142,6 +152,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         *info.routes,
         *jsonld_contexts.routes,
         *ingest.routes,
+        *devices.routes,
     ]
     routes.append(openapi_route(list(routes)))
     return Starlette(

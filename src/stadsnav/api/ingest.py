@@ -1,4 +1,4 @@
-"""Routes for device data over HTTP: network-server webhooks, dead letters, device records.
+"""Routes for device data over HTTP: network-server webhooks and dead letters.
 
 Webhooks answer once the uplink's outcome is durable: 200 when it was stored (or was a
 duplicate, or an event without measurements), 202 when it was kept as a dead letter (the body
@@ -17,17 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stadsnav.api import params
-from stadsnav.api.negotiation import JSON, read_bytes, read_json, tenant_of
+from stadsnav.api.negotiation import JSON, read_bytes, tenant_of
 from stadsnav.api.services import services
 from stadsnav.broker import now
-from stadsnav.ingest import decoders
 from stadsnav.ingest.pipeline import Message, Outcome
-from stadsnav.ngsild.errors import BadRequestData, InvalidRequest, ResourceNotFound
-from stadsnav.ngsild.names import check_uri
-from stadsnav.store.base import DeadLetter, DeviceRecord
+from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
+from stadsnav.store.base import DeadLetter
 
 BASE = "/ingest"
-LIFECYCLE = ("planned", "installed", "active", "maintenance", "retired")
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -150,114 +147,6 @@ def _integer(raw: str | None, default: int, most: int | None) -> int:
     return int(raw)
 
 
-# -- device records ---------------------------------------------------------------------------
-
-
-def _device_json(device: DeviceRecord) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "devEUI": device.key,
-        "deviceId": device.device_id,
-        "model": device.model,
-        "owner": device.owner,
-        "state": device.state,
-        "settings": device.settings,
-        "createdAt": device.created_at,
-        "modifiedAt": device.modified_at,
-    }
-    if device.target_id is not None:
-        found["target"] = {"id": device.target_id, "type": device.target_type}
-    if device.location is not None:
-        found["location"] = list(device.location)
-    return found
-
-
-def _device_record(body: Any, stamp: str) -> DeviceRecord:
-    if not isinstance(body, dict):
-        raise BadRequestData("A device is a JSON object")
-    key = body.get("devEUI")
-    if not isinstance(key, str) or len(key) != 16 or not _is_hex(key):
-        raise BadRequestData("devEUI must be 16 hexadecimal digits")
-    key = key.lower()
-    model = body.get("model")
-    if not isinstance(model, str) or model not in decoders.MODELS:
-        raise BadRequestData(
-            f"Unknown device model {model!r:.60}: one of {sorted(decoders.MODELS)}"
-        )
-    owner = body.get("owner")
-    if not isinstance(owner, str) or not owner.strip():
-        raise BadRequestData("A device needs an owner organisation")
-    state = body.get("state", "installed")
-    if state not in LIFECYCLE:
-        raise BadRequestData(f"state is one of {', '.join(LIFECYCLE)}")
-    target = body.get("target")
-    target_id = target_type = None
-    if target is not None:
-        if not isinstance(target, dict) or not isinstance(target.get("type"), str):
-            raise BadRequestData("target is {'id': entity id, 'type': entity type}")
-        target_id = check_uri(target.get("id"), "target id")
-        target_type = target["type"]
-    settings = body.get("settings", {})
-    if not isinstance(settings, dict) or not all(
-        isinstance(v, int | float | str) and not isinstance(v, bool) for v in settings.values()
-    ):
-        raise BadRequestData("settings maps names to numbers or strings")
-    location = body.get("location")
-    if location is not None:
-        if (
-            not isinstance(location, list)
-            or len(location) != 2
-            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in location)
-            or not (-180 <= location[0] <= 180 and -90 <= location[1] <= 90)
-        ):
-            raise BadRequestData("location is [longitude, latitude]")
-        location = (float(location[0]), float(location[1]))
-    device_id = body.get("deviceId", f"urn:ngsi-ld:Device:{key}")
-    return DeviceRecord(
-        key=key,
-        device_id=check_uri(device_id, "deviceId"),
-        model=model,
-        owner=owner.strip(),
-        state=state,
-        target_id=target_id,
-        target_type=target_type,
-        settings=settings,
-        location=location,
-        created_at=stamp,
-        modified_at=stamp,
-    )
-
-
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-async def register_device(request: Request) -> Response:
-    svc = services(request)
-    body = await read_json(request, svc.settings.max_body_bytes, {JSON})
-    device = _device_record(body, now())
-    tenant = tenant_of(request)
-    existing = await svc.broker.store.devices(tenant, [device.key])
-    if existing:
-        raise InvalidRequest(f"Device {device.key} is already registered") from None
-    await svc.broker.store.put_device(tenant, device)
-    svc.pipeline.forget_device(tenant, device.key)
-    return _json(_device_json(device), 201)
-
-
-async def list_devices(request: Request) -> Response:
-    params.check_known(request.query_params, set())
-    found = await services(request).broker.store.devices(tenant_of(request))
-    return _json([_device_json(d) for d in found])
-
-
-async def get_device(request: Request) -> Response:
-    key = request.path_params["key"].lower()
-    found = await services(request).broker.store.devices(tenant_of(request), [key])
-    if not found:
-        raise ResourceNotFound(f"No device {key} is registered")
-    return _json(_device_json(found[0]))
-
-
 routes = [
     Route(f"{BASE}/chirpstack", chirpstack, methods=["POST"]),
     Route(f"{BASE}/tts", tts, methods=["POST"]),
@@ -265,7 +154,4 @@ routes = [
     Route(f"{BASE}/dead-letters/replay", replay_open_dead_letters, methods=["POST"]),
     Route(f"{BASE}/dead-letters/{{letter_id}}", get_dead_letter, methods=["GET"]),
     Route(f"{BASE}/dead-letters/{{letter_id}}/replay", replay_dead_letter, methods=["POST"]),
-    Route(f"{BASE}/devices", register_device, methods=["POST"]),
-    Route(f"{BASE}/devices", list_devices, methods=["GET"]),
-    Route(f"{BASE}/devices/{{key}}", get_device, methods=["GET"]),
 ]

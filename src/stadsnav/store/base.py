@@ -57,6 +57,48 @@ class DeviceRecord:
     secret_hash: str | None = None
     created_at: str = ""
     modified_at: str = ""
+    # What the registry knows beyond what ingestion needs (docs/devices.md).
+    name: str | None = None
+    district: str | None = None
+    controlled_property: tuple[str, ...] = ()  # its purpose: Smart Data Models controlledProperty
+    co_users: tuple[str, ...] = ()  # organisations besides the owner that use its data
+    installed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """One entry of the registry's audit trail: a registration, a lifecycle transition, a
+    change, or a duplicate registered anyway (with the reason why)."""
+
+    device: str  # the device's key
+    at: str
+    kind: str  # registered, transition, changed or override
+    actor: str
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceQuery:
+    """Which device records to list; every criterion given must hold."""
+
+    owner: str | None = None
+    states: frozenset[str] | None = None
+    model: str | None = None
+    # Devices with at least one of these purposes.
+    controlled_property: frozenset[str] | None = None
+    # Devices located in (min lon, min lat, max lon, max lat).
+    box: tuple[float, float, float, float] | None = None
+    target_id: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+# Gives a device's new record and the audit events that say why, from its current record.
+DeviceChange = Callable[[DeviceRecord], tuple[DeviceRecord, list[DeviceEvent]]]
 
 
 @dataclass
@@ -185,6 +227,25 @@ class Store(Protocol):
 
     async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
         """The records with these keys, or all, ordered by key."""
+
+    async def add_devices(
+        self, tenant: str, devices: list[DeviceRecord], events: list[DeviceEvent]
+    ) -> list[bool]:
+        """Register new devices and their audit events in one transaction; False where the key
+        or the device id is taken, and then neither that record nor its events are written."""
+
+    async def change_device(
+        self, tenant: str, key: str, change: DeviceChange
+    ) -> DeviceRecord | None:
+        """Read a device's record, let `change` give the new one and its audit events, and write
+        both, atomically: no other writer changes the record in between, and whatever `change`
+        raises rolls the write back. None if no device has this key."""
+
+    async def find_devices(self, tenant: str, query: DeviceQuery) -> list[DeviceRecord]:
+        """The records matching the query, ordered by key."""
+
+    async def device_events(self, tenant: str, key: str) -> list[DeviceEvent]:
+        """A device's audit trail, oldest first."""
 
     async def add_dead_letters(self, tenant: str, letters: list[DeadLetter]) -> None: ...
 

@@ -37,6 +37,9 @@ from stadsnav.store.base import (
     AttributeStat,
     Change,
     DeadLetter,
+    DeviceChange,
+    DeviceEvent,
+    DeviceQuery,
     DeviceRecord,
     HistoryRow,
     HostedContext,
@@ -74,6 +77,21 @@ _STAGE_GEO_DDL = (
     "geom geometry NOT NULL) ON COMMIT DELETE ROWS"
 )
 _COPY_GEO = "COPY entity_geo (entity, attr, geom) FROM STDIN"
+# History rows and uplink marks are staged too: COPY is far cheaper than array parameters, and
+# the final INSERT leaves rows that are already there (a redelivered uplink) alone.
+_HISTORY_STAGE = "stadsnav_history_stage"
+_STAGE_HISTORY_DDL = (
+    f'CREATE TEMP TABLE IF NOT EXISTS {_HISTORY_STAGE} (entity_id TEXT COLLATE "C" NOT NULL, '
+    'attr TEXT COLLATE "C" NOT NULL, dataset_id TEXT NOT NULL, '
+    'observed_at TEXT COLLATE "C" NOT NULL, instance JSONB NOT NULL) ON COMMIT DELETE ROWS'
+)
+_COPY_HISTORY_STAGE = (
+    f"COPY {_HISTORY_STAGE} (entity_id, attr, dataset_id, observed_at, instance) FROM STDIN"
+)
+_ADD_HISTORY = (
+    "INSERT INTO history (tenant, entity_id, attr, dataset_id, observed_at, instance) "
+    f"SELECT %s, s.* FROM {_HISTORY_STAGE} s ON CONFLICT DO NOTHING"
+)
 _COPY_GEO_STAGE = f"COPY {_GEO_STAGE} (entity, attr, geom) FROM STDIN"
 _UNSTAGE_GEO = f"DELETE FROM {_GEO_STAGE}"
 # Drop the geo rows of rewritten entities (%s: their pks) that the staged rows do not repeat,
@@ -175,7 +193,7 @@ class PostgresStore:
     async def _configure(conn: Conn) -> None:
         set_json_dumps(orjson.dumps, conn)
         set_json_loads(orjson.loads, conn)
-        for ddl in (_STAGE_DDL, _STAGE_GEO_DDL):
+        for ddl in (_STAGE_DDL, _STAGE_GEO_DDL, _STAGE_HISTORY_DDL):
             await conn.execute(ddl)
 
     async def open(self) -> None:
@@ -357,19 +375,23 @@ class PostgresStore:
             else:
                 raise RuntimeError(f"Entities {sorted(lost)} could be neither created nor merged")
             if history:
-                await conn.execute(
-                    "INSERT INTO history (tenant, entity_id, attr, dataset_id, observed_at, "
-                    "instance) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], "
-                    "%s::text[], %s::jsonb[]) ON CONFLICT DO NOTHING",
-                    (
-                        tenant,
-                        [row.entity_id for row in history],
-                        [row.attr for row in history],
-                        [row.dataset_id or "" for row in history],
-                        [row.observed_at for row in history],
-                        [Jsonb(row.instance) for row in history],
-                    ),
+                lines = b"".join(
+                    b"\t".join(
+                        (
+                            _copy_text(row.entity_id),
+                            _copy_text(row.attr),
+                            _copy_text(row.dataset_id or ""),
+                            _copy_text(row.observed_at),
+                            _copy_json(row.instance),
+                        )
+                    )
+                    + b"\n"
+                    for row in history
                 )
+                async with conn.cursor() as cursor:
+                    async with cursor.copy(_COPY_HISTORY_STAGE) as copy:
+                        await copy.write(lines)
+                    await cursor.execute(_ADD_HISTORY, (tenant,))
             if uplinks:
                 await conn.execute(
                     "INSERT INTO uplinks (tenant, device, f_cnt, digest, stored_at) "
@@ -426,34 +448,99 @@ class PostgresStore:
             return [HistoryRow(e, a, d or None, o, i) for e, a, d, o, i in await cursor.fetchall()]
 
     async def put_device(self, tenant: str, device: DeviceRecord) -> None:
-        lon, lat = device.location if device.location is not None else (None, None)
         async with self.pool.connection() as conn, conn.transaction():
             await _ensure_tenant(conn, tenant)
             await conn.execute(
-                f"INSERT INTO devices (tenant, {_DEVICE_COLUMNS}) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"INSERT INTO devices (tenant, {_DEVICE_COLUMNS}) VALUES ({_DEVICE_MARKS}) "
                 "ON CONFLICT (tenant, key) DO UPDATE SET device_id = EXCLUDED.device_id, "
                 "model = EXCLUDED.model, owner = EXCLUDED.owner, state = EXCLUDED.state, "
                 "target_id = EXCLUDED.target_id, target_type = EXCLUDED.target_type, "
                 "settings = EXCLUDED.settings, lon = EXCLUDED.lon, lat = EXCLUDED.lat, "
-                "secret_hash = EXCLUDED.secret_hash, modified_at = EXCLUDED.modified_at",
-                (
-                    tenant,
-                    device.key,
-                    device.device_id,
-                    device.model,
-                    device.owner,
-                    device.state,
-                    device.target_id,
-                    device.target_type,
-                    Jsonb(device.settings),
-                    lon,
-                    lat,
-                    device.secret_hash,
-                    device.created_at,
-                    device.modified_at,
-                ),
+                "secret_hash = EXCLUDED.secret_hash, modified_at = EXCLUDED.modified_at, "
+                "name = EXCLUDED.name, district = EXCLUDED.district, "
+                "controlled_property = EXCLUDED.controlled_property, "
+                "co_users = EXCLUDED.co_users, installed_at = EXCLUDED.installed_at",
+                _device_params(tenant, device),
             )
+
+    async def add_devices(
+        self, tenant: str, devices: list[DeviceRecord], events: list[DeviceEvent]
+    ) -> list[bool]:
+        if not devices:
+            return []
+        added: list[bool] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            await _ensure_tenant(conn, tenant)
+            for device in devices:
+                # No conflict target: a taken key and a taken device id both leave the row out.
+                cursor = await conn.execute(
+                    f"INSERT INTO devices (tenant, {_DEVICE_COLUMNS}) VALUES ({_DEVICE_MARKS}) "
+                    "ON CONFLICT DO NOTHING",
+                    _device_params(tenant, device),
+                )
+                added.append(cursor.rowcount == 1)
+            taken = {d.key for d, ok in zip(devices, added, strict=True) if not ok}
+            await _add_device_events(conn, tenant, [e for e in events if e.device not in taken])
+        return added
+
+    async def change_device(
+        self, tenant: str, key: str, change: DeviceChange
+    ) -> DeviceRecord | None:
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s AND key = %s FOR UPDATE",
+                (tenant, key),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            device, events = change(_device(row))
+            # Every column but the key (the tenant and key come first in the parameters).
+            await conn.execute(
+                f"UPDATE devices SET {_DEVICE_UPDATE} WHERE tenant = %s AND key = %s",
+                (*_device_params(tenant, device)[2:], tenant, key),
+            )
+            await _add_device_events(conn, tenant, events)
+        return device
+
+    async def find_devices(self, tenant: str, query: DeviceQuery) -> list[DeviceRecord]:
+        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
+        params: list[Any] = [tenant]
+        for column, value in (
+            ("owner", query.owner),
+            ("model", query.model),
+            ("target_id", query.target_id),
+        ):
+            if value is not None:
+                sql += f" AND {column} = %s"
+                params.append(value)
+        if query.states is not None:
+            sql += " AND state = ANY(%s)"
+            params.append(sorted(query.states))
+        if query.controlled_property is not None:
+            sql += " AND controlled_property && %s::text[]"
+            params.append(sorted(query.controlled_property))
+        if query.box is not None:
+            min_lon, min_lat, max_lon, max_lat = query.box
+            sql += " AND lat BETWEEN %s AND %s AND lon BETWEEN %s AND %s"
+            params.extend((min_lat, max_lat, min_lon, max_lon))
+        sql += " ORDER BY key LIMIT %s OFFSET %s"
+        params.extend((query.limit, query.offset))
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return [_device(row) for row in await cursor.fetchall()]
+
+    async def device_events(self, tenant: str, key: str) -> list[DeviceEvent]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM device_events WHERE tenant = %s AND device = %s "
+                "ORDER BY id",
+                (tenant, key),
+            )
+            return [
+                DeviceEvent(d, a, k, w, f, t, r, x, int(i))
+                for i, d, a, k, w, f, t, r, x in await cursor.fetchall()
+            ]
 
     async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
         sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
@@ -693,8 +780,12 @@ async def _create_database(url: str, name: str) -> bool:
 
 _DEVICE_COLUMNS = (
     "key, device_id, model, owner, state, target_id, target_type, settings, lon, lat, "
-    "secret_hash, created_at, modified_at"
+    "secret_hash, created_at, modified_at, name, district, controlled_property, co_users, "
+    "installed_at"
 )
+_DEVICE_MARKS = ", ".join("%s" for _ in range(_DEVICE_COLUMNS.count(",") + 2))
+_DEVICE_UPDATE = ", ".join(f"{c.strip()} = %s" for c in _DEVICE_COLUMNS.split(",")[1:])
+_EVENT_COLUMNS = "id, device, at, kind, actor, from_state, to_state, reason, detail"
 _LETTER_COLUMNS = (
     "id, received_at, transport, network, event, source, device, stage, reason, body, "
     "replayed_at, outcome"
@@ -715,7 +806,62 @@ def _device(row: Any) -> DeviceRecord:
         secret_hash=row[10],
         created_at=row[11],
         modified_at=row[12],
+        name=row[13],
+        district=row[14],
+        controlled_property=tuple(row[15]),
+        co_users=tuple(row[16]),
+        installed_at=row[17],
     )
+
+
+def _device_params(tenant: str, device: DeviceRecord) -> tuple[Any, ...]:
+    """The values of a devices row, in the order of `tenant, _DEVICE_COLUMNS`."""
+    lon, lat = device.location if device.location is not None else (None, None)
+    return (
+        tenant,
+        device.key,
+        device.device_id,
+        device.model,
+        device.owner,
+        device.state,
+        device.target_id,
+        device.target_type,
+        Jsonb(device.settings),
+        lon,
+        lat,
+        device.secret_hash,
+        device.created_at,
+        device.modified_at,
+        device.name,
+        device.district,
+        list(device.controlled_property),
+        list(device.co_users),
+        device.installed_at,
+    )
+
+
+async def _add_device_events(conn: Conn, tenant: str, events: list[DeviceEvent]) -> None:
+    if not events:
+        return
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
+            "INSERT INTO device_events (tenant, device, at, kind, actor, from_state, to_state, "
+            "reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    tenant,
+                    e.device,
+                    e.at,
+                    e.kind,
+                    e.actor,
+                    e.from_state,
+                    e.to_state,
+                    e.reason,
+                    Jsonb(e.detail),
+                )
+                for e in events
+            ],
+        )
 
 
 def _letter(row: Any) -> DeadLetter:

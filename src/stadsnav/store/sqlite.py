@@ -33,6 +33,9 @@ from stadsnav.store.base import (
     AttributeStat,
     Change,
     DeadLetter,
+    DeviceChange,
+    DeviceEvent,
+    DeviceQuery,
     DeviceRecord,
     HistoryRow,
     HostedContext,
@@ -368,29 +371,100 @@ class SQLiteStore:
     async def put_device(self, tenant: str, device: DeviceRecord) -> None:
         def run(conn: sqlite3.Connection) -> None:
             _ensure_tenant(conn, tenant)
-            lon, lat = device.location if device.location is not None else (None, None)
             conn.execute(
                 f"INSERT OR REPLACE INTO devices (tenant, {_DEVICE_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tenant,
-                    device.key,
-                    device.device_id,
-                    device.model,
-                    device.owner,
-                    device.state,
-                    device.target_id,
-                    device.target_type,
-                    orjson.dumps(device.settings).decode(),
-                    lon,
-                    lat,
-                    device.secret_hash,
-                    device.created_at,
-                    device.modified_at,
-                ),
+                f"VALUES ({_DEVICE_MARKS})",
+                _device_params(tenant, device),
             )
 
         await self._write(run)
+
+    async def add_devices(
+        self, tenant: str, devices: list[DeviceRecord], events: list[DeviceEvent]
+    ) -> list[bool]:
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            _ensure_tenant(conn, tenant)
+            added: list[bool] = []
+            for device in devices:
+                cursor = conn.execute(
+                    f"INSERT OR IGNORE INTO devices (tenant, {_DEVICE_COLUMNS}) "
+                    f"VALUES ({_DEVICE_MARKS})",
+                    _device_params(tenant, device),
+                )
+                added.append(cursor.rowcount == 1)
+            taken = {d.key for d, ok in zip(devices, added, strict=True) if not ok}
+            _add_device_events(conn, tenant, [e for e in events if e.device not in taken])
+            return added
+
+        return await self._write(run) if devices else []
+
+    async def change_device(
+        self, tenant: str, key: str, change: DeviceChange
+    ) -> DeviceRecord | None:
+        def run(conn: sqlite3.Connection) -> DeviceRecord | None:
+            # On the writer thread, so nobody can write this record between read and write.
+            row = conn.execute(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ? AND key = ?",
+                (tenant, key),
+            ).fetchone()
+            if row is None:
+                return None
+            device, events = change(_device(row))
+            # Every column but the key (the tenant and key come first in the parameters).
+            conn.execute(
+                f"UPDATE devices SET {_DEVICE_UPDATE} WHERE tenant = ? AND key = ?",
+                (*_device_params(tenant, device)[2:], tenant, key),
+            )
+            _add_device_events(conn, tenant, events)
+            return device
+
+        return await self._write(run)
+
+    async def find_devices(self, tenant: str, query: DeviceQuery) -> list[DeviceRecord]:
+        def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
+            sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ?"
+            params: list[Any] = [tenant]
+            for column, value in (
+                ("owner", query.owner),
+                ("model", query.model),
+                ("target_id", query.target_id),
+            ):
+                if value is not None:
+                    sql += f" AND {column} = ?"
+                    params.append(value)
+            if query.states is not None:
+                sql += f" AND state IN ({', '.join('?' for _ in query.states)})"
+                params.extend(sorted(query.states))
+            if query.controlled_property is not None:
+                marks = ", ".join("?" for _ in query.controlled_property)
+                sql += (
+                    " AND EXISTS (SELECT 1 FROM json_each(devices.controlled_property) "
+                    f"WHERE json_each.value IN ({marks}))"
+                )
+                params.extend(sorted(query.controlled_property))
+            if query.box is not None:
+                min_lon, min_lat, max_lon, max_lat = query.box
+                sql += " AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?"
+                params.extend((min_lat, max_lat, min_lon, max_lon))
+            sql += " ORDER BY key LIMIT ? OFFSET ?"
+            params.extend((-1 if query.limit is None else query.limit, query.offset))
+            return [_device(row) for row in conn.execute(sql, params)]
+
+        return await self._read(run)
+
+    async def device_events(self, tenant: str, key: str) -> list[DeviceEvent]:
+        def run(conn: sqlite3.Connection) -> list[DeviceEvent]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM device_events WHERE tenant = ? AND device = ? "
+                "ORDER BY id",
+                (tenant, key),
+            )
+            return [
+                DeviceEvent(d, a, k, w, f, t, r, orjson.loads(x), i)
+                for i, d, a, k, w, f, t, r, x in rows
+            ]
+
+        return await self._read(run)
 
     async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
@@ -524,8 +598,12 @@ class SQLiteStore:
 
 _DEVICE_COLUMNS = (
     "key, device_id, model, owner, state, target_id, target_type, settings, lon, lat, "
-    "secret_hash, created_at, modified_at"
+    "secret_hash, created_at, modified_at, name, district, controlled_property, co_users, "
+    "installed_at"
 )
+_DEVICE_MARKS = ", ".join("?" for _ in range(_DEVICE_COLUMNS.count(",") + 2))
+_DEVICE_UPDATE = ", ".join(f"{c.strip()} = ?" for c in _DEVICE_COLUMNS.split(",")[1:])
+_EVENT_COLUMNS = "id, device, at, kind, actor, from_state, to_state, reason, detail"
 _LETTER_COLUMNS = (
     "id, received_at, transport, network, event, source, device, stage, reason, body, "
     "replayed_at, outcome"
@@ -546,6 +624,58 @@ def _device(row: Any) -> DeviceRecord:
         secret_hash=row[10],
         created_at=row[11],
         modified_at=row[12],
+        name=row[13],
+        district=row[14],
+        controlled_property=tuple(orjson.loads(row[15])),
+        co_users=tuple(orjson.loads(row[16])),
+        installed_at=row[17],
+    )
+
+
+def _device_params(tenant: str, device: DeviceRecord) -> tuple[Any, ...]:
+    """The values of a devices row, in the order of `tenant, _DEVICE_COLUMNS`."""
+    lon, lat = device.location if device.location is not None else (None, None)
+    return (
+        tenant,
+        device.key,
+        device.device_id,
+        device.model,
+        device.owner,
+        device.state,
+        device.target_id,
+        device.target_type,
+        orjson.dumps(device.settings).decode(),
+        lon,
+        lat,
+        device.secret_hash,
+        device.created_at,
+        device.modified_at,
+        device.name,
+        device.district,
+        orjson.dumps(device.controlled_property).decode(),
+        orjson.dumps(device.co_users).decode(),
+        device.installed_at,
+    )
+
+
+def _add_device_events(conn: sqlite3.Connection, tenant: str, events: list[DeviceEvent]) -> None:
+    conn.executemany(
+        "INSERT INTO device_events (tenant, device, at, kind, actor, from_state, to_state, "
+        "reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                tenant,
+                e.device,
+                e.at,
+                e.kind,
+                e.actor,
+                e.from_state,
+                e.to_state,
+                e.reason,
+                orjson.dumps(e.detail).decode(),
+            )
+            for e in events
+        ],
     )
 
 
