@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The embedded default (SQLite, HTTP ingestion) with the simulated city sending to it.
 run: $(STAMP)
 	mkdir -p var
-	$(BIN)/stadsnav serve
+	$(BIN)/stadsnav serve --simulate 300
 
 test: lint typecheck imports pytest
 

@@ -71,7 +71,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    1000, 100, 20, 20, 200, 10, 1, 100, 50, 5, 30, 10, 2, 2, 3000, 60_000, 50_000, 5000, 250
+    1000, 100, 20, 20, 200, 10, 1, 100, 50, 5, 30, 10, 2, 2, 3000, 60_000, 30_000, 5000, 100
 )
 QUICK = Sizes(1000, 5, 5, 3, 200, 3, 0.5, 20, 10, 2, 20, 2, 2, 2, 200, 3000, 3000, 1000, 50)
 
@@ -243,7 +243,7 @@ class Run:
         burst, paced = uplinks[: s.ingest_uplinks], uplinks[s.ingest_uplinks :]
         with ingestion.mosquitto() as broker:
             log(f"{backend}: mqtt_ceiling (bare subscriber)")
-            ceiling = asyncio.run(ingestion.ceiling(broker, burst, []))
+            ceiling = asyncio.run(ingestion.ceiling(broker, burst))
             self.emit("mqtt_ceiling", backend, 1, ceiling)
             with self.database(backend) as url:
                 args = ("--mqtt", broker)
@@ -263,22 +263,26 @@ class Run:
                         result["value"] / ceiling["value"], 3
                     )
                     self.emit("ingest_throughput", backend, 1, result)
-                    log(f"{backend}: ingest_latency at {s.ingest_rate:g} uplinks/s")
-                    with py_spy(
-                        server.worker_pids(), self.profile_path(backend, 1, "ingest_latency")
-                    ):
+                    # Latency means something only at a rate stadsnav keeps up with: the target
+                    # rate if it can, else four fifths of what it just managed (its own figure,
+                    # without the target, so that one is never claimed at a lower rate).
+                    rate = min(s.ingest_rate, round(0.8 * result["value"]))
+                    figure = "ingest_latency" if rate == s.ingest_rate else "ingest_latency_below"
+                    log(f"{backend}: {figure} at {rate:g} uplinks/s")
+                    profile = self.profile_path(backend, 1, figure)
+                    with py_spy(server.worker_pids(), profile):
                         latency = asyncio.run(
                             ingestion.latency(
                                 server.base_url,
                                 broker,
                                 paced,
-                                rate=s.ingest_rate,
+                                rate=rate,
                                 sample_every=s.ingest_sample_every,
                                 meter_pids=server.pids(),
                                 database=database,
                             )
                         )
-                    self.emit("ingest_latency", backend, 1, latency)
+                    self.emit(figure, backend, 1, latency)
 
     def backend(self, backend: str) -> None:
         if "ingest" in self.args.workloads:

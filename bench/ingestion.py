@@ -160,34 +160,38 @@ async def _publish(
     return len(uplinks) / (time.perf_counter() - started)
 
 
-async def ceiling(url: str, uplinks: list[Uplink], meter_pids: list[int]) -> dict[str, Any]:
-    received = 0
-    done = asyncio.Event()
-    async with _client(url, identifier="bench-bare-subscriber") as subscriber:
-        for topic in TOPICS:
-            await subscriber.subscribe(topic, qos=1)
-
-        async def count() -> None:
-            nonlocal received
-            async for _ in subscriber.messages:
-                received += 1
-                if received == len(uplinks):
-                    done.set()
-                    return
-
-        counting = asyncio.create_task(count())
-        with CpuMeter(meter_pids, None) as meter:
+async def ceiling(url: str, uplinks: list[Uplink]) -> dict[str, Any]:
+    """The same publisher into Mosquitto's own C subscriber (mosquitto_sub, QoS 1, output
+    discarded): what the publisher and the broker manage with no work at the receiving end."""
+    binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+    host, port = url.removeprefix("mqtt://").split(":")
+    command = [binary, "-h", host, "-p", port, "-q", "1", "-V", "mqttv5"]
+    for topic in TOPICS:
+        command += ["-t", topic]
+    command += ["-C", str(len(uplinks)), "-i", "bench-bare-subscriber"]
+    subscriber = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await asyncio.sleep(0.5)  # subscribed before the first publish
+        if subscriber.returncode is not None:
+            raise IngestError("mosquitto_sub failed to start")
+        with CpuMeter([subscriber.pid], None) as meter:
             started = time.perf_counter()
             published = await _publish(url, uplinks)
-            await asyncio.wait_for(done.wait(), timeout=300)
+            await asyncio.wait_for(subscriber.wait(), timeout=300)
             elapsed = time.perf_counter() - started
-        counting.cancel()
+    finally:
+        if subscriber.returncode is None:
+            subscriber.kill()
+            await subscriber.wait()
     return {
         "value": round(len(uplinks) / elapsed),
         "unit": "messages/s",
         "detail": {
             "messages": len(uplinks),
             "publish_rate": round(published),
+            "subscriber": "mosquitto_sub (C, QoS 1)",
             "cpu": meter.result,
         },
     }

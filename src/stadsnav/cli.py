@@ -53,13 +53,28 @@ def serve(
     database: DatabaseOption = None,
     workers: WorkersOption = None,
     mqtt: MqttOption = None,
+    simulate: Annotated[
+        int | None,
+        typer.Option(
+            help="Also run the simulated Stockholm fleet of N devices against this server "
+            "[env STADSNAV_SIMULATE_DEVICES]."
+        ),
+    ] = None,
 ) -> None:
     """Run the NGSI-LD API server (creates and migrates the database on first start)."""
     import uvicorn
 
     settings = build_settings(
-        host=host, port=port, database=database, workers=workers, mqtt_url=mqtt
+        host=host,
+        port=port,
+        database=database,
+        workers=workers,
+        mqtt_url=mqtt,
+        simulate_devices=simulate,
     )
+    if settings.simulate_devices and settings.workers > 1:
+        # Every worker would run its own copy of the fleet.
+        raise typer.BadParameter("--simulate runs with one worker only")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )

@@ -122,4 +122,10 @@ class Settings(BaseSettings):
         description="Metres within which a device on site that measures the same property makes "
         "a new registration a duplicate (refused without an override and its reason).",
     )
+    simulate_devices: int = Field(
+        0,
+        ge=0,
+        description="Run the simulated Stockholm fleet of this many devices against this server "
+        "(`make run` uses 300); 0 runs no simulator.",
+    )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stadsnav import demo
 from stadsnav.api import batch, devices, entities, info, ingest, jsonld_contexts
 from stadsnav.api.openapi_doc import openapi_route
 from stadsnav.api.problems import handle_http_exception, handle_ngsild_error, handle_unexpected
@@ -27,6 +28,7 @@ from stadsnav.api.services import Services, services
 from stadsnav.broker import Broker
 from stadsnav.contexts import ContextResolver
 from stadsnav.devices.health import HealthMonitor, profile_interval, profile_range
+from stadsnav.devices.registry import Registry
 from stadsnav.ingest.mqtt import MqttIngest
 from stadsnav.ingest.pipeline import Pipeline
 from stadsnav.ngsild.errors import NgsiLdError
@@ -130,12 +132,21 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             silence_factor=settings.health_silence_factor,
         )
         alarms = asyncio.create_task(health.run(settings.health_interval))
+        background = [sweeper, alarms]
+        if settings.simulate_devices:
+            registry = Registry(
+                broker, radius=settings.devices_couse_radius, forget=pipeline.forget_device
+            )
+            base_url = f"http://{settings.host}:{settings.port}"
+            background.append(
+                asyncio.create_task(demo.simulate(registry, base_url, settings.simulate_devices))
+            )
         # What start-up built lives as long as the process: keep it out of every collection.
         gc.freeze()
         try:
             yield
         finally:
-            for task in (sweeper, alarms):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
