@@ -108,12 +108,14 @@ class _ContextHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(3)
         if self.path == "/city.jsonld":
             body = json.dumps(USER_CONTEXT_DOCUMENT).encode()
+            # Counted before answering: the client may go on (and a test read the count) as
+            # soon as the body is out, before this thread runs another line.
+            type(self).hits += 1
             self.send_response(200)
             self.send_header("Content-Type", "application/ld+json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            type(self).hits += 1
             return
         if self.path == "/huge.jsonld":
             body = b'{"@context": {"x": "' + b"a" * 2_000_000 + b'"}}'
