@@ -49,6 +49,14 @@ from stadsnav.store.base import (
 )
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
+from stadsnav.store.records import (
+    DEVICE_COLUMNS,
+    EVENT_COLUMNS,
+    LETTER_COLUMNS,
+    device_from_row,
+    device_values,
+    letter_from_row,
+)
 
 Conn = AsyncConnection[TupleRow]
 Mode = Literal["insert", "upsert"]
@@ -451,7 +459,7 @@ class PostgresStore:
         async with self.pool.connection() as conn, conn.transaction():
             await _ensure_tenant(conn, tenant)
             await conn.execute(
-                f"INSERT INTO devices (tenant, {_DEVICE_COLUMNS}) VALUES ({_DEVICE_MARKS}) "
+                f"INSERT INTO devices (tenant, {DEVICE_COLUMNS}) VALUES ({_DEVICE_MARKS}) "
                 "ON CONFLICT (tenant, key) DO UPDATE SET device_id = EXCLUDED.device_id, "
                 "model = EXCLUDED.model, owner = EXCLUDED.owner, state = EXCLUDED.state, "
                 "target_id = EXCLUDED.target_id, target_type = EXCLUDED.target_type, "
@@ -474,7 +482,7 @@ class PostgresStore:
             for device in devices:
                 # No conflict target: a taken key and a taken device id both leave the row out.
                 cursor = await conn.execute(
-                    f"INSERT INTO devices (tenant, {_DEVICE_COLUMNS}) VALUES ({_DEVICE_MARKS}) "
+                    f"INSERT INTO devices (tenant, {DEVICE_COLUMNS}) VALUES ({_DEVICE_MARKS}) "
                     "ON CONFLICT DO NOTHING",
                     _device_params(tenant, device),
                 )
@@ -488,7 +496,7 @@ class PostgresStore:
     ) -> DeviceRecord | None:
         async with self.pool.connection() as conn, conn.transaction():
             cursor = await conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s AND key = %s FOR UPDATE",
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = %s AND key = %s FOR UPDATE",
                 (tenant, key),
             )
             row = await cursor.fetchone()
@@ -504,7 +512,7 @@ class PostgresStore:
         return device
 
     async def find_devices(self, tenant: str, query: DeviceQuery) -> list[DeviceRecord]:
-        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
+        sql = f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
         params: list[Any] = [tenant]
         for column, value in (
             ("owner", query.owner),
@@ -533,7 +541,7 @@ class PostgresStore:
     async def device_events(self, tenant: str, key: str) -> list[DeviceEvent]:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM device_events WHERE tenant = %s AND device = %s "
+                f"SELECT {EVENT_COLUMNS} FROM device_events WHERE tenant = %s AND device = %s "
                 "ORDER BY id",
                 (tenant, key),
             )
@@ -543,7 +551,7 @@ class PostgresStore:
             ]
 
     async def devices(self, tenant: str, keys: list[str] | None = None) -> list[DeviceRecord]:
-        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
+        sql = f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = %s"
         params: list[Any] = [tenant]
         if keys is not None:
             sql += " AND key = ANY(%s)"
@@ -580,7 +588,7 @@ class PostgresStore:
     async def dead_letters(
         self, tenant: str, *, open_only: bool, limit: int, offset: int, ids: list[int] | None = None
     ) -> list[DeadLetter]:
-        sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE tenant = %s"
+        sql = f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE tenant = %s"
         params: list[Any] = [tenant]
         if open_only:
             sql += " AND (outcome IS NULL OR outcome != 'stored')"
@@ -591,7 +599,7 @@ class PostgresStore:
             cursor = await conn.execute(
                 sql + " ORDER BY id DESC LIMIT %s OFFSET %s", [*params, limit, offset]
             )
-            return [_letter(row) for row in await cursor.fetchall()]
+            return [letter_from_row(row) for row in await cursor.fetchall()]
 
     async def settle_dead_letter(
         self, tenant: str, letter_id: int, when: str, outcome: str
@@ -778,66 +786,21 @@ async def _create_database(url: str, name: str) -> bool:
     return True
 
 
-_DEVICE_COLUMNS = (
-    "key, device_id, model, owner, state, target_id, target_type, settings, lon, lat, "
-    "secret_hash, created_at, modified_at, name, district, controlled_property, co_users, "
-    "installed_at"
-)
-_DEVICE_MARKS = ", ".join("%s" for _ in range(_DEVICE_COLUMNS.count(",") + 2))
-_DEVICE_UPDATE = ", ".join(f"{c.strip()} = %s" for c in _DEVICE_COLUMNS.split(",")[1:])
-_EVENT_COLUMNS = "id, device, at, kind, actor, from_state, to_state, reason, detail"
-_LETTER_COLUMNS = (
-    "id, received_at, transport, network, event, source, device, stage, reason, body, "
-    "replayed_at, outcome"
-)
+_DEVICE_MARKS = ", ".join("%s" for _ in range(DEVICE_COLUMNS.count(",") + 2))
+_DEVICE_UPDATE = ", ".join(f"{c.strip()} = %s" for c in DEVICE_COLUMNS.split(",")[1:])
+
+
+def _as_is(value: Any) -> Any:
+    """psycopg has already turned jsonb and arrays into Python values."""
+    return value
 
 
 def _device(row: Any) -> DeviceRecord:
-    return DeviceRecord(
-        key=row[0],
-        device_id=row[1],
-        model=row[2],
-        owner=row[3],
-        state=row[4],
-        target_id=row[5],
-        target_type=row[6],
-        settings=row[7],
-        location=None if row[8] is None else (row[8], row[9]),
-        secret_hash=row[10],
-        created_at=row[11],
-        modified_at=row[12],
-        name=row[13],
-        district=row[14],
-        controlled_property=tuple(row[15]),
-        co_users=tuple(row[16]),
-        installed_at=row[17],
-    )
+    return device_from_row(row, _as_is)
 
 
 def _device_params(tenant: str, device: DeviceRecord) -> tuple[Any, ...]:
-    """The values of a devices row, in the order of `tenant, _DEVICE_COLUMNS`."""
-    lon, lat = device.location if device.location is not None else (None, None)
-    return (
-        tenant,
-        device.key,
-        device.device_id,
-        device.model,
-        device.owner,
-        device.state,
-        device.target_id,
-        device.target_type,
-        Jsonb(device.settings),
-        lon,
-        lat,
-        device.secret_hash,
-        device.created_at,
-        device.modified_at,
-        device.name,
-        device.district,
-        list(device.controlled_property),
-        list(device.co_users),
-        device.installed_at,
-    )
+    return device_values(tenant, device, Jsonb, _as_is)
 
 
 async def _add_device_events(conn: Conn, tenant: str, events: list[DeviceEvent]) -> None:
@@ -862,23 +825,6 @@ async def _add_device_events(conn: Conn, tenant: str, events: list[DeviceEvent])
                 for e in events
             ],
         )
-
-
-def _letter(row: Any) -> DeadLetter:
-    return DeadLetter(
-        id=row[0],
-        received_at=row[1],
-        transport=row[2],
-        network=row[3],
-        event=row[4],
-        source=row[5],
-        device=row[6],
-        stage=row[7],
-        reason=row[8],
-        body=bytes(row[9]),
-        replayed_at=row[10],
-        outcome=row[11],
-    )
 
 
 async def _ensure_tenant(conn: Conn, tenant: str) -> None:

@@ -45,6 +45,14 @@ from stadsnav.store.base import (
 )
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
+from stadsnav.store.records import (
+    DEVICE_COLUMNS,
+    EVENT_COLUMNS,
+    LETTER_COLUMNS,
+    device_from_row,
+    device_values,
+    letter_from_row,
+)
 
 T = TypeVar("T")
 _COLUMNS = (
@@ -372,7 +380,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> None:
             _ensure_tenant(conn, tenant)
             conn.execute(
-                f"INSERT OR REPLACE INTO devices (tenant, {_DEVICE_COLUMNS}) "
+                f"INSERT OR REPLACE INTO devices (tenant, {DEVICE_COLUMNS}) "
                 f"VALUES ({_DEVICE_MARKS})",
                 _device_params(tenant, device),
             )
@@ -387,7 +395,7 @@ class SQLiteStore:
             added: list[bool] = []
             for device in devices:
                 cursor = conn.execute(
-                    f"INSERT OR IGNORE INTO devices (tenant, {_DEVICE_COLUMNS}) "
+                    f"INSERT OR IGNORE INTO devices (tenant, {DEVICE_COLUMNS}) "
                     f"VALUES ({_DEVICE_MARKS})",
                     _device_params(tenant, device),
                 )
@@ -404,7 +412,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> DeviceRecord | None:
             # On the writer thread, so nobody can write this record between read and write.
             row = conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ? AND key = ?",
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = ? AND key = ?",
                 (tenant, key),
             ).fetchone()
             if row is None:
@@ -422,7 +430,7 @@ class SQLiteStore:
 
     async def find_devices(self, tenant: str, query: DeviceQuery) -> list[DeviceRecord]:
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
-            sql = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ?"
+            sql = f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = ?"
             params: list[Any] = [tenant]
             for column, value in (
                 ("owner", query.owner),
@@ -455,7 +463,7 @@ class SQLiteStore:
     async def device_events(self, tenant: str, key: str) -> list[DeviceEvent]:
         def run(conn: sqlite3.Connection) -> list[DeviceEvent]:
             rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM device_events WHERE tenant = ? AND device = ? "
+                f"SELECT {EVENT_COLUMNS} FROM device_events WHERE tenant = ? AND device = ? "
                 "ORDER BY id",
                 (tenant, key),
             )
@@ -470,7 +478,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
             if keys is None:
                 rows = conn.execute(
-                    f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ? ORDER BY key",
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = ? ORDER BY key",
                     (tenant,),
                 ).fetchall()
                 return [_device(row) for row in rows]
@@ -481,7 +489,7 @@ class SQLiteStore:
                 found.extend(
                     _device(row)
                     for row in conn.execute(
-                        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE tenant = ? "
+                        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = ? "
                         f"AND key IN ({marks})",
                         (tenant, *chunk),
                     )
@@ -518,7 +526,7 @@ class SQLiteStore:
         self, tenant: str, *, open_only: bool, limit: int, offset: int, ids: list[int] | None = None
     ) -> list[DeadLetter]:
         def run(conn: sqlite3.Connection) -> list[DeadLetter]:
-            sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE tenant = ?"
+            sql = f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE tenant = ?"
             params: list[Any] = [tenant]
             if open_only:
                 sql += " AND (outcome IS NULL OR outcome != 'stored')"
@@ -526,7 +534,7 @@ class SQLiteStore:
                 sql += f" AND id IN ({', '.join('?' for _ in ids)})"
                 params.extend(ids)
             sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-            return [_letter(row) for row in conn.execute(sql, (*params, limit, offset))]
+            return [letter_from_row(row) for row in conn.execute(sql, (*params, limit, offset))]
 
         return await self._read(run)
 
@@ -596,66 +604,20 @@ class SQLiteStore:
         return await self._read(run)
 
 
-_DEVICE_COLUMNS = (
-    "key, device_id, model, owner, state, target_id, target_type, settings, lon, lat, "
-    "secret_hash, created_at, modified_at, name, district, controlled_property, co_users, "
-    "installed_at"
-)
-_DEVICE_MARKS = ", ".join("?" for _ in range(_DEVICE_COLUMNS.count(",") + 2))
-_DEVICE_UPDATE = ", ".join(f"{c.strip()} = ?" for c in _DEVICE_COLUMNS.split(",")[1:])
-_EVENT_COLUMNS = "id, device, at, kind, actor, from_state, to_state, reason, detail"
-_LETTER_COLUMNS = (
-    "id, received_at, transport, network, event, source, device, stage, reason, body, "
-    "replayed_at, outcome"
-)
+_DEVICE_MARKS = ", ".join("?" for _ in range(DEVICE_COLUMNS.count(",") + 2))
+_DEVICE_UPDATE = ", ".join(f"{c.strip()} = ?" for c in DEVICE_COLUMNS.split(",")[1:])
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _device(row: Any) -> DeviceRecord:
-    return DeviceRecord(
-        key=row[0],
-        device_id=row[1],
-        model=row[2],
-        owner=row[3],
-        state=row[4],
-        target_id=row[5],
-        target_type=row[6],
-        settings=orjson.loads(row[7]),
-        location=None if row[8] is None else (row[8], row[9]),
-        secret_hash=row[10],
-        created_at=row[11],
-        modified_at=row[12],
-        name=row[13],
-        district=row[14],
-        controlled_property=tuple(orjson.loads(row[15])),
-        co_users=tuple(orjson.loads(row[16])),
-        installed_at=row[17],
-    )
+    return device_from_row(row, orjson.loads)
 
 
 def _device_params(tenant: str, device: DeviceRecord) -> tuple[Any, ...]:
-    """The values of a devices row, in the order of `tenant, _DEVICE_COLUMNS`."""
-    lon, lat = device.location if device.location is not None else (None, None)
-    return (
-        tenant,
-        device.key,
-        device.device_id,
-        device.model,
-        device.owner,
-        device.state,
-        device.target_id,
-        device.target_type,
-        orjson.dumps(device.settings).decode(),
-        lon,
-        lat,
-        device.secret_hash,
-        device.created_at,
-        device.modified_at,
-        device.name,
-        device.district,
-        orjson.dumps(device.controlled_property).decode(),
-        orjson.dumps(device.co_users).decode(),
-        device.installed_at,
-    )
+    return device_values(tenant, device, _json_text, _json_text)
 
 
 def _add_device_events(conn: sqlite3.Connection, tenant: str, events: list[DeviceEvent]) -> None:
@@ -676,23 +638,6 @@ def _add_device_events(conn: sqlite3.Connection, tenant: str, events: list[Devic
             )
             for e in events
         ],
-    )
-
-
-def _letter(row: Any) -> DeadLetter:
-    return DeadLetter(
-        id=row[0],
-        received_at=row[1],
-        transport=row[2],
-        network=row[3],
-        event=row[4],
-        source=row[5],
-        device=row[6],
-        stage=row[7],
-        reason=row[8],
-        body=bytes(row[9]),
-        replayed_at=row[10],
-        outcome=row[11],
     )
 
 
