@@ -102,6 +102,14 @@ PLACEMENTS: dict[str, dict[str, Placement]] = {
         "number_of_valid_samples": Field("numberOfValidSamples"),
         "battery_voltage": BATTERY_VOLTS,
     },
+    "json-environment": {
+        "temperature": TEMPERATURE,
+        "humidity": HUMIDITY_PERCENT,
+        "co2": Field("co2", "59"),
+        "pm25": Field("pm25", "GQ"),
+        "pm10": Field("pm10", "GQ"),
+        "battery": BATTERY_PERCENT,
+    },
     "elsys-ers-co2": {
         "temperature": TEMPERATURE,
         "humidity": HUMIDITY_PERCENT,

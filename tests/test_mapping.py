@@ -94,6 +94,7 @@ BINDINGS: dict[str, Binding] = {
     "decentlab-dl-pm": _binding("decentlab-dl-pm", "AirQualityObserved"),
     "elsys-elt-2-hp": _binding("elsys-elt-2-hp", "WeatherObserved"),
     "elsys-ers-co2": _binding("elsys-ers-co2", "AirQualityObserved"),
+    "json-environment": _binding("json-environment", "AirQualityObserved"),
     "milesight-em310-udl": _binding("milesight-em310-udl", "WasteContainer", binDepth=2.5),
     "milesight-em400-tld": _binding("milesight-em400-tld", "WasteContainer", binDepth=1.2),
     "nas-ul20xx": _binding("nas-ul20xx", "Streetlight"),

@@ -20,8 +20,9 @@ from stadsnav.api import params
 from stadsnav.api.negotiation import JSON, read_bytes, tenant_of
 from stadsnav.api.services import services
 from stadsnav.broker import now
+from stadsnav.devices.credentials import verify_secret
 from stadsnav.ingest.pipeline import Message, Outcome
-from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
+from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound, Unauthorized
 from stadsnav.store.base import DeadLetter
 
 BASE = "/ingest"
@@ -63,6 +64,23 @@ async def tts(request: Request) -> Response:
     """The Things Stack v3 webhook: the message type is the body's top-level member."""
     params.check_known(request.query_params, set())
     return await _webhook(request, "tts", None)
+
+
+async def plain_device(request: Request) -> Response:
+    """A device sending its own JSON, authenticated by its secret as a bearer token."""
+    params.check_known(request.query_params, set())
+    key = request.path_params["key"].lower()
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    found = await services(request).broker.store.devices(tenant_of(request), [key])
+    # One answer for every failure, so that a caller cannot probe which devices exist.
+    if (
+        scheme.lower() != "bearer"
+        or not found
+        or found[0].secret_hash is None
+        or not verify_secret(secret.strip(), found[0].secret_hash)
+    ):
+        raise Unauthorized(f"Device {key:.40} must send its own secret: Authorization: Bearer …")
+    return await _webhook(request, "json", None)
 
 
 def _letter_json(letter: DeadLetter) -> dict[str, Any]:
@@ -150,6 +168,7 @@ def _integer(raw: str | None, default: int, most: int | None) -> int:
 routes = [
     Route(f"{BASE}/chirpstack", chirpstack, methods=["POST"]),
     Route(f"{BASE}/tts", tts, methods=["POST"]),
+    Route(f"{BASE}/devices/{{key}}", plain_device, methods=["POST"]),
     Route(f"{BASE}/dead-letters", list_dead_letters, methods=["GET"]),
     Route(f"{BASE}/dead-letters/replay", replay_open_dead_letters, methods=["POST"]),
     Route(f"{BASE}/dead-letters/{{letter_id}}", get_dead_letter, methods=["GET"]),

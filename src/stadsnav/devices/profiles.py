@@ -80,6 +80,13 @@ LORAWAN_OTAA = Security(
     "unique to the device and held only by the network server; no ABP, no shared keys",
 )
 
+MQTT_CREDENTIALS = Security(
+    "mqtt",
+    "MQTT over the platform's broker with the device's own secret (stadsnav devices "
+    "rotate-secret), publishing only on its own topic stadsnav/devices/<key>/up; or HTTPS POST "
+    "to /ingest/devices/<key> with that secret as a bearer token",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
@@ -418,6 +425,29 @@ _PROFILES = (
         "unreported",
         LORAWAN_OTAA,
         frozenset({"AirQualityObserved"}),
+    ),
+    Profile(
+        "json-environment",
+        "any",
+        "plain-JSON environment sensor (stadsnav's declarative JSON device format)",
+        ("sensor",),
+        (
+            Quantity("temperature", "CEL", -40, 60),
+            _HUMIDITY,
+            Quantity("co2", "59", 0, 10_000),
+            Quantity("pm25", "GQ", 0, 1000),
+            Quantity("pm10", "GQ", 0, 1000),
+            Quantity("batteryLevel", "P1", 0, 1),
+        ),
+        (
+            Purpose("airPollution", ("co2", "pm25", "pm10")),
+            Purpose("temperature", ("temperature",)),
+            Purpose("humidity", ("relativeHumidity",), primary=False),
+        ),
+        Reporting(300, 3600),
+        "level",
+        MQTT_CREDENTIALS,
+        frozenset({"AirQualityObserved", "WeatherObserved", None}),
     ),
     _distance_sensor(
         "vega-vegapuls-air-41",

@@ -21,6 +21,8 @@ from stadsnav.ngsild.errors import BadRequestData
 from stadsnav.ngsild.names import normalize_datetime
 
 Network = Literal["chirpstack", "tts"]
+# Where an uplink came from: a network server, or a device sending its own JSON (ingest/plain.py).
+Source = Literal["chirpstack", "tts", "json"]
 Body: TypeAlias = bytes | Mapping[str, Any]
 
 _UINT32 = 2**32 - 1
@@ -66,7 +68,7 @@ class Uplink:
     when one is configured there. `battery` is a percentage.
     """
 
-    network: Network
+    network: Source
     dev_eui: str
     device_name: str | None
     application_id: str

@@ -4,6 +4,7 @@ Topics (the network servers' own layouts, see docs/ingestion.md):
 
     application/{application_id}/device/{dev_eui}/event/{event}   ChirpStack v4
     v3/{application_id}@{tenant}/devices/{device_id}/{event}      The Things Stack v3
+    stadsnav/devices/{key}/up                                     a device's own JSON
 
 Nothing acknowledged is lost and nothing is acknowledged before it is stored:
 - the subscriptions are QoS 1 and every message is acknowledged (PUBACK) only once the pipeline
@@ -30,12 +31,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from stadsnav.broker import now
-from stadsnav.ingest import lorawan
+from stadsnav.ingest import lorawan, plain
 from stadsnav.ingest.pipeline import Message, Pipeline
 
 log = logging.getLogger("stadsnav.ingest.mqtt")
 
-TOPICS = ("application/+/device/+/event/+", "v3/+/devices/+/#")
+TOPICS = ("application/+/device/+/event/+", "v3/+/devices/+/#", "stadsnav/devices/+/up")
 # A week: a stadsnav outage shorter than this loses nothing the broker could queue.
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 # Unacknowledged messages the broker may send ahead: what one stored batch can hold.
@@ -159,8 +160,11 @@ class MqttIngest:
             network: str
             event: str | None
             try:
-                topic = lorawan.parse_topic(message.topic.value)
-                network, event = topic.network, topic.event
+                if message.topic.value.startswith(plain.TOPIC_PREFIX):
+                    network, event = "json", None
+                else:
+                    topic = lorawan.parse_topic(message.topic.value)
+                    network, event = topic.network, topic.event
             except lorawan.EnvelopeError:
                 # Kept as a dead letter with the reason the envelope parser gives.
                 network, event = "unknown", None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stadsnav.broker import Broker, now
-from stadsnav.ingest import decoders, lorawan, mapping
+from stadsnav.ingest import decoders, lorawan, mapping, plain
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.errors import NgsiLdError
 from stadsnav.store.base import DeadLetter, DeviceRecord, UplinkKey
@@ -38,7 +38,7 @@ class Message:
 
     tenant: str
     transport: str  # http or mqtt
-    network: str  # chirpstack or tts
+    network: str  # chirpstack, tts, or json (a device's own JSON, ingest/plain.py)
     event: str | None  # the network server's event name, where the transport gives it apart
     source: str  # MQTT topic or HTTP path
     body: bytes
@@ -143,7 +143,11 @@ class Pipeline:
         stamp = now()
         for i, message in enumerate(messages):
             try:
-                uplink = lorawan.parse_event(message.network, message.event, message.body)
+                uplink = (
+                    plain.parse_plain(message.source, message.body, message.received_at)
+                    if message.network == "json"
+                    else lorawan.parse_event(message.network, message.event, message.body)
+                )
             except lorawan.EnvelopeError as error:
                 outcomes[i] = Outcome("dead-letter", "envelope", str(error))
                 letters[message.tenant].append((i, _letter(message, "envelope", str(error))))

@@ -119,5 +119,18 @@ class LdContextNotAvailable(NgsiLdError):
     title = "@context not available"
 
 
+class Unauthorized(NgsiLdError):
+    """A device (or later a user) that did not prove who it is. NGSI-LD names no problem type
+    for it, so the type is the platform's own."""
+
+    status = 401
+    problem = "Unauthorized"
+    title = "Unauthorized"
+
+    @property
+    def type_uri(self) -> str:
+        return "urn:stadsnav:errors:Unauthorized"
+
+
 class InternalError(NgsiLdError):
     pass
