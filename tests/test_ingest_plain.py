@@ -20,7 +20,11 @@ from tests.test_ingest_mqtt import forget_session, publish, running, system_brok
 
 E = "/ngsi-ld/v1/entities"
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=3)
         | st.dictionaries(st.sampled_from(["seq", "time", "co2", "x"]), children, max_size=4)
