@@ -488,7 +488,7 @@ def _expand_all(items: list[tuple[Any, Context]]) -> tuple[BatchResult, list[Ent
     result = BatchResult()
     entities: list[Entity] = []
     stamp = now()
-    with _collector_paused():
+    with collector_paused():
         for payload, ctx in items:
             try:
                 entities.append(expand_entity(payload, ctx, stamp))
@@ -498,11 +498,12 @@ def _expand_all(items: list[tuple[Any, Context]]) -> tuple[BatchResult, list[Ent
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Expanding a batch allocates tens of thousands of dicts that all stay alive: the cyclic
-    collector would run hundreds of times finding nothing (a sixth of batch time, see
-    docs/performance.md). This runs without an await, so no other request is affected; raising
-    the thresholds for the whole process instead doubled the p99 of single reads."""
+def collector_paused() -> Iterator[None]:
+    """Expanding (or parsing) a batch allocates tens of thousands of objects that all stay
+    alive: the cyclic collector would run hundreds of times finding nothing (a sixth of batch
+    time, see docs/performance.md). Use it only around work without an await, so that no other
+    request is affected; raising the thresholds for the whole process instead doubled the p99
+    of single reads."""
     enabled = gc.isenabled()
     gc.disable()
     try:
