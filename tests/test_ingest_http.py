@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 import httpx
 import orjson
 import pytest
 
-from tests.ingest_data import BIN_DEPTH, BIN_FRAME, BIN_SENSOR, bin_sensor, chirpstack_up, tts_up
+from tests.ingest_data import (
+    BIN_DEPTH,
+    BIN_FRAME,
+    BIN_SENSOR,
+    DATA,
+    bin_sensor,
+    chirpstack_up,
+    tts_up,
+)
 
 E = "/ngsi-ld/v1/entities"
 EUI = "a84041000181c4d1"
@@ -193,3 +202,40 @@ async def test_invalid_device_records_are_refused(
     answer = await client.post("/devices", json=device)
     assert answer.status_code == 400
     assert (await client.get("/devices")).json() == []
+
+
+def _status(eui: str, **members: object) -> dict[str, object]:
+    event = json.loads((DATA / "lorawan" / "chirpstack-v4-status.json").read_text())
+    event["deviceInfo"]["devEui"] = eui
+    event.update(members)
+    return event
+
+
+async def test_a_status_event_updates_the_battery_of_the_device(client: httpx.AsyncClient) -> None:
+    await register(client)
+    answer = await client.post(
+        "/ingest/chirpstack", params={"event": "status"}, json=_status(EUI, batteryLevel=42.5)
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "stored"
+    device = (await client.get(f"{E}/urn:ngsi-ld:Device:{EUI}")).json()
+    assert device["batteryLevel"]["value"] == pytest.approx(0.425)
+    assert device["batteryLevel"]["unitCode"] == "P1"
+    again = await client.post(
+        "/ingest/chirpstack", params={"event": "status"}, json=_status(EUI, batteryLevel=42.5)
+    )
+    assert again.json()["outcome"] == "duplicate"
+    mains = await client.post(
+        "/ingest/chirpstack",
+        params={"event": "status"},
+        json=_status(EUI, externalPowerSource=True, time="2022-07-18T10:00:00Z"),
+    )
+    assert mains.json()["outcome"] == "ignored"
+
+
+async def test_a_status_of_an_unknown_device_is_a_dead_letter(client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        "/ingest/chirpstack", params={"event": "status"}, json=_status("0101010101010101")
+    )
+    assert answer.status_code == 202
+    assert answer.json()["stage"] == "device"

@@ -139,15 +139,11 @@ class Pipeline:
         outcomes: list[Outcome | None] = [None] * len(messages)
         letters: dict[str, list[tuple[int, DeadLetter]]] = defaultdict(list)
         accepted: dict[str, list[tuple[int, _Accepted]]] = defaultdict(list)
-        uplinks: list[tuple[int, Message, lorawan.Uplink]] = []
+        uplinks: list[tuple[int, Message, Frame]] = []
         stamp = now()
         for i, message in enumerate(messages):
             try:
-                uplink = (
-                    plain.parse_plain(message.source, message.body, message.received_at)
-                    if message.network == "json"
-                    else lorawan.parse_event(message.network, message.event, message.body)
-                )
+                uplink = _frame(message)
             except lorawan.EnvelopeError as error:
                 outcomes[i] = Outcome("dead-letter", "envelope", str(error))
                 letters[message.tenant].append((i, _letter(message, "envelope", str(error))))
@@ -157,9 +153,7 @@ class Pipeline:
                 continue
             uplinks.append((i, message, uplink))
         await self._load_devices({(m.tenant, u.dev_eui) for _, m, u in uplinks})
-        keys = {
-            (m.tenant, i): UplinkKey(u.dev_eui, u.f_cnt, _digest(u.payload)) for i, m, u in uplinks
-        }
+        keys = {(m.tenant, i): _key(m, u) for i, m, u in uplinks}
         stored: set[tuple[str, UplinkKey]] = set()
         for tenant in {m.tenant for _, m, _ in uplinks}:
             wanted = [key for (t, _), key in keys.items() if t == tenant]
@@ -173,11 +167,17 @@ class Pipeline:
                 continue
             stored.add((message.tenant, key))
             try:
-                entities = self._observations(message, uplink, stamp)
+                if isinstance(uplink, lorawan.DeviceStatus):
+                    entities = self._status(message, uplink, stamp)
+                else:
+                    entities = self._observations(message, uplink, stamp)
             except _Rejected as rejected:
                 outcomes[i] = Outcome("dead-letter", rejected.stage, rejected.reason)
                 letter = _letter(message, rejected.stage, rejected.reason, uplink.dev_eui)
                 letters[message.tenant].append((i, letter))
+                continue
+            if not entities:
+                outcomes[i] = Outcome("ignored", reason="status without a battery level")
                 continue
             accepted[message.tenant].append((i, _Accepted(key, entities)))
         if not replay:
@@ -197,12 +197,31 @@ class Pipeline:
             self.counts.update(outcome.status for outcome in final)
         return final
 
-    def _observations(self, message: Message, uplink: lorawan.Uplink, stamp: str) -> list[Entity]:
-        device = self._cached_device(message.tenant, uplink.dev_eui)
+    def _receiving(self, tenant: str, dev_eui: str) -> DeviceRecord:
+        device = self._cached_device(tenant, dev_eui)
         if device is None:
-            raise _Rejected("device", f"no device with DevEUI {uplink.dev_eui} is registered")
+            raise _Rejected("device", f"no device with DevEUI {dev_eui} is registered")
         if device.state not in RECEIVING_STATES:
             raise _Rejected("device", f"device {device.device_id} is {device.state}")
+        return device
+
+    def _status(self, message: Message, status: lorawan.DeviceStatus, stamp: str) -> list[Entity]:
+        """A network server's status report: the battery level the device told it, on the
+        device's own entity (and so in its history)."""
+        device = self._receiving(message.tenant, status.dev_eui)
+        if status.battery is None:
+            return []
+        level = {
+            "type": "Property",
+            "value": round(status.battery / 100, 4),
+            "unitCode": "P1",
+            "observedAt": status.received_at,
+        }
+        payload = {"id": device.device_id, "type": "Device", "batteryLevel": level}
+        return [self.broker.expand_observation(payload, stamp)]
+
+    def _observations(self, message: Message, uplink: lorawan.Uplink, stamp: str) -> list[Entity]:
+        device = self._receiving(message.tenant, uplink.dev_eui)
         if uplink.f_port is None or not uplink.payload:
             raise _Rejected("decode", "uplink carries no application payload")
         try:
@@ -292,6 +311,25 @@ class Pipeline:
             )
             await self.broker.store.settle_dead_letter(tenant, letter.id, stamp, settled)
         return {letter.id: outcome for letter, outcome in zip(letters, outcomes, strict=True)}
+
+
+# What a message carries: an uplink (a measurement) or a network server's device status.
+Frame = lorawan.Uplink | lorawan.DeviceStatus
+
+
+def _frame(message: Message) -> Frame | None:
+    if message.network == "json":
+        return plain.parse_plain(message.source, message.body, message.received_at)
+    if message.network == "chirpstack" and message.event == "status":
+        return lorawan.parse_chirpstack_status(message.body)
+    return lorawan.parse_event(message.network, message.event, message.body)
+
+
+def _key(message: Message, frame: Frame) -> UplinkKey:
+    if isinstance(frame, lorawan.DeviceStatus):
+        # A status has no frame counter; the same report delivered twice has the same body.
+        return UplinkKey(frame.dev_eui, -1, _digest(message.body))
+    return UplinkKey(frame.dev_eui, frame.f_cnt, _digest(frame.payload))
 
 
 def _digest(payload: bytes) -> str:
