@@ -374,3 +374,29 @@ async def test_after_a_rotation_the_old_secret_no_longer_connects(
             await next_message(connected, 5)
     async with mosquitto.client(FIRST, new) as sensor:
         await sensor.publish(device_topic(FIRST), b"reading", qos=1)
+
+
+async def test_the_broker_files_follow_the_registry_without_a_command(
+    store: Store, tmp_path: Path
+) -> None:
+    """The server's sync loop: a secret rotated anywhere reaches the password file by itself."""
+    from stadsnav.devices.credentials import MosquittoFiles, keep_in_sync
+
+    files = MosquittoFiles(tmp_path / "passwd", tmp_path / "acl", (INGEST,), None)
+    await store.put_device("", device(FIRST))
+    syncing = asyncio.create_task(keep_in_sync(files, store, 0.05))
+    try:
+        secret = await rotate_secret(store, "", FIRST)
+        deadline = time.monotonic() + 10
+        while True:
+            text = files.password_file.read_text() if files.password_file.exists() else ""
+            line = next((x for x in text.splitlines() if x.startswith(f"{FIRST}:")), None)
+            if line is not None and verify_secret(secret, line.split(":", 1)[1]):
+                break
+            assert time.monotonic() < deadline, "the password file never took the new secret"
+            await asyncio.sleep(0.05)
+        assert f"stadsnav/devices/{FIRST}/up" in files.acl_file.read_text()
+    finally:
+        syncing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await syncing

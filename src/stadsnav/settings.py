@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         description="Metres within which a device on site that measures the same property makes "
         "a new registration a duplicate (refused without an override and its reason).",
     )
+    mqtt_sync_interval: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between checks that rewrite Mosquitto's password and ACL files "
+        "when the registry changed (only with mqtt_password_file and mqtt_acl_file set).",
+    )
     simulate_devices: int = Field(
         0,
         ge=0,

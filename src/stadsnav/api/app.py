@@ -27,6 +27,7 @@ from stadsnav.api.problems import handle_http_exception, handle_ngsild_error, ha
 from stadsnav.api.services import Services, services
 from stadsnav.broker import Broker
 from stadsnav.contexts import ContextResolver
+from stadsnav.devices import credentials
 from stadsnav.devices.health import HealthMonitor, profile_interval, profile_range
 from stadsnav.devices.registry import Registry
 from stadsnav.ingest.mqtt import MqttIngest
@@ -133,6 +134,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         )
         alarms = asyncio.create_task(health.run(settings.health_interval))
         background = [sweeper, alarms]
+        if settings.mqtt_password_file and settings.mqtt_acl_file:
+            files = credentials.mosquitto_files(settings)
+            background.append(
+                asyncio.create_task(
+                    credentials.keep_in_sync(files, active, settings.mqtt_sync_interval)
+                )
+            )
         if settings.simulate_devices:
             registry = Registry(
                 broker, radius=settings.devices_couse_radius, forget=pipeline.forget_device

@@ -23,12 +23,14 @@ and what each user of the broker may do, as the generated ACL file says it:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import functools
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -48,6 +50,8 @@ from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
 from stadsnav.settings import Settings
 from stadsnav.store.base import DEFAULT_TENANT, DeviceEvent, DeviceRecord, Store
 from stadsnav.store.opening import open_store
+
+log = logging.getLogger("stadsnav.devices.credentials")
 
 # mosquitto_passwd's own choices (Mosquitto 2.0): PBKDF2-SHA512, 101 rounds, a 12-byte salt.
 # So few rounds suffice for secrets of 192 random bits, which no guessing reaches, and keep each
@@ -204,8 +208,27 @@ def reload_mosquitto(*, pid_file: Path | None = None, command: str | None = None
     return True
 
 
-async def sync_from_settings(settings: Settings) -> SyncReport:
-    """`sync_mosquitto` as the command line runs it: files, users and reload from the settings."""
+@dataclass(frozen=True)
+class MosquittoFiles:
+    """Where and how the broker's files are kept, as the settings say."""
+
+    password_file: Path
+    acl_file: Path
+    services: tuple[ServiceUser, ...]
+    reload: Callable[[], bool] | None
+
+    async def sync(self, store: Store) -> SyncReport:
+        return await sync_mosquitto(
+            store,
+            self.password_file,
+            self.acl_file,
+            services=self.services,
+            reload=self.reload,
+        )
+
+
+def mosquitto_files(settings: Settings) -> MosquittoFiles:
+    """The broker's files from the settings; ValueError says what is missing."""
     if not settings.mqtt_password_file or not settings.mqtt_acl_file:
         raise ValueError("Set mqtt_password_file and mqtt_acl_file: where Mosquitto reads them")
     if not settings.mqtt_url:
@@ -239,18 +262,35 @@ async def sync_from_settings(settings: Settings) -> SyncReport:
             pid_file=Path(pid_file) if pid_file else None,
             command=settings.mqtt_reload_command,
         )
+    return MosquittoFiles(
+        Path(settings.mqtt_password_file), Path(settings.mqtt_acl_file), tuple(services), reload
+    )
+
+
+async def sync_from_settings(settings: Settings) -> SyncReport:
+    """`sync_mosquitto` as the command line runs it: files, users and reload from the settings."""
+    files = mosquitto_files(settings)
     store = open_store(settings)
     await store.open()
     try:
-        return await sync_mosquitto(
-            store,
-            Path(settings.mqtt_password_file),
-            Path(settings.mqtt_acl_file),
-            services=services,
-            reload=reload,
-        )
+        return await files.sync(store)
     finally:
         await store.close()
+
+
+async def keep_in_sync(files: MosquittoFiles, store: Store, interval: float) -> None:
+    """Rewrite the broker's files whenever the registry changed, from whichever worker or
+    command changed it: a new secret or a retired device takes effect within `interval`
+    seconds. A round that finds nothing changed writes nothing and reloads nothing."""
+    while True:
+        try:
+            report = await files.sync(store)
+        except Exception:
+            log.exception("Writing Mosquitto's password and ACL files failed; retrying")
+        else:
+            if report.changed:
+                log.info("Mosquitto's files now hold %d accounts", len(report.accounts))
+        await asyncio.sleep(interval)
 
 
 def _unfit(device: DeviceRecord, taken: set[str]) -> str | None:
