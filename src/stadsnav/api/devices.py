@@ -23,7 +23,7 @@ from stadsnav.devices.profiles import PROFILES
 from stadsnav.devices.registration import device_query, parse_organisation
 from stadsnav.devices.registry import Registry
 from stadsnav.devices.views import conflict_json, device_json, event_json, profile_json
-from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound, UnsupportedMediaType
+from stadsnav.ngsild.errors import ResourceNotFound, UnsupportedMediaType
 
 BASE = "/devices"
 ACTOR_HEADER = "Stadsnav-Actor"
@@ -51,15 +51,6 @@ async def _body(request: Request) -> Any:
     return await read_json(request, services(request).settings.max_body_bytes, {JSON})
 
 
-def _integer(raw: str | None, name: str, default: int, most: int | None = None) -> int:
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 9 or (most is not None and int(raw) > most):
-        limit = f" up to {most}" if most is not None else ""
-        raise BadRequestData(f"{name} is a whole number{limit}")
-    return int(raw)
-
-
 async def register(request: Request) -> Response:
     params.check_known(request.query_params, set())
     body = await _body(request)
@@ -78,8 +69,8 @@ async def list_devices(request: Request) -> Response:
             state=query.get("state"),
             model=query.get("model"),
             controlled_property=query.get("property"),
-            limit=_integer(query.get("limit"), "limit", _DEFAULT_LIMIT, most),
-            offset=_integer(query.get("offset"), "offset", 0),
+            limit=params.integer(query, "limit", _DEFAULT_LIMIT, most),
+            offset=params.integer(query, "offset", 0),
         ),
     )
     return _json([device_json(d) for d in found])

@@ -113,7 +113,8 @@ async def list_dead_letters(request: Request) -> Response:
     status = query.get("status", "open")
     if status not in ("open", "all"):
         raise BadRequestData("status is open (not stored yet, the default) or all")
-    limit, offset = _integer(query.get("limit"), 20, 1000), _integer(query.get("offset"), 0, None)
+    limit = params.integer(query, "limit", 20, 1000)
+    offset = params.integer(query, "offset", 0)
     letters = await services(request).broker.store.dead_letters(
         tenant_of(request), open_only=status == "open", limit=limit, offset=offset
     )
@@ -143,7 +144,7 @@ async def replay_dead_letter(request: Request) -> Response:
 async def replay_open_dead_letters(request: Request) -> Response:
     """Replay every open dead letter (up to `limit`), e.g. after a decoder fix."""
     params.check_known(request.query_params, {"limit"})
-    limit = _integer(request.query_params.get("limit"), 1000, 10_000)
+    limit = params.integer(request.query_params, "limit", 1000, 10_000)
     svc = services(request)
     tenant = tenant_of(request)
     letters = await svc.broker.store.dead_letters(tenant, open_only=True, limit=limit, offset=0)
@@ -155,14 +156,6 @@ def _replayed(outcome: Outcome) -> dict[str, Any]:
     found = outcome.as_json()
     found.pop("deadLetter", None)
     return found
-
-
-def _integer(raw: str | None, default: int, most: int | None) -> int:
-    if raw is None:
-        return default
-    if not raw.isdigit() or (most is not None and int(raw) > most):
-        raise BadRequestData(f"Expected a whole number{f' up to {most}' if most else ''}")
-    return int(raw)
 
 
 routes = [

@@ -105,7 +105,7 @@ def join(params: QueryParams, rep: Representation) -> Join | None:
     kind = params.get("join")
     if kind not in (None, "flat", "inline", "@none"):
         raise BadRequestData("join must be flat, inline or @none")
-    level = _integer(params, "joinLevel", 1)
+    level = integer(params, "joinLevel", 1)
     if not 1 <= level <= MAX_LEVEL:
         raise BadRequestData(f"joinLevel must be between 1 and {MAX_LEVEL}")
     contained_by = _names(params, "containedBy") or []
@@ -210,8 +210,8 @@ def entity_query(
         raise BadRequestData(
             "A query needs at least one of id, idPattern, type, attrs, q, geoQ or scopeQ"
         )
-    limit = _integer(params, "limit", settings.query_default_limit)
-    offset = _integer(params, "offset", 0)
+    limit = integer(params, "limit", settings.query_default_limit)
+    offset = integer(params, "offset", 0)
     if limit > settings.query_max_limit:
         raise TooManyResults(f"limit may be at most {settings.query_max_limit}")
     attr_filter = None
@@ -231,12 +231,14 @@ def entity_query(
     )
 
 
-def _integer(params: QueryParams, key: str, default: int) -> int:
+def integer(params: QueryParams, key: str, default: int, most: int | None = None) -> int:
+    """A non-negative whole-number parameter (at most `most`), or its default when absent."""
     raw = params.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 9:
-        raise BadRequestData(f"{key} must be a non-negative integer")
+    if not raw.isdigit() or len(raw) > 9 or (most is not None and int(raw) > most):
+        limit = "" if most is None else f" up to {most}"
+        raise BadRequestData(f"{key} must be a non-negative integer{limit}")
     return int(raw)
 
 

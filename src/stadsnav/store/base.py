@@ -7,7 +7,7 @@ writes atomically and answers queries.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +19,25 @@ DEFAULT_TENANT = ""
 Change = Callable[[Entity], bool]
 # Merges a fragment (second) into the stored entity (first), in place.
 Merge = Callable[[Entity, Entity], None]
+
+
+def merge_fragments(
+    fragments: list[Entity], stored: Mapping[str, Entity], merge: Merge
+) -> tuple[list[Entity], list[Entity]]:
+    """What `Store.record` writes, alike on both backends: each fragment is merged into its
+    stored entity, or into an earlier fragment with its id, or is a new entity. Returns the new
+    entities and the stored ones that changed."""
+    new: dict[str, Entity] = {}
+    changed: dict[str, Entity] = {}
+    for fragment in fragments:
+        if fragment.id in stored:
+            merge(stored[fragment.id], fragment)
+            changed[fragment.id] = stored[fragment.id]
+        elif fragment.id in new:
+            merge(new[fragment.id], fragment)
+        else:
+            new[fragment.id] = fragment
+    return list(new.values()), list(changed.values())
 
 
 @dataclass(frozen=True)

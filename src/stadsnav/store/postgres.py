@@ -46,6 +46,7 @@ from stadsnav.store.base import (
     Merge,
     TypeStat,
     UplinkKey,
+    merge_fragments,
 )
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
@@ -359,20 +360,9 @@ class PostgresStore:
             # Twice at most: an entity another worker creates meanwhile is merged into then.
             for _ in range(2):
                 stored = await self._locked(conn, tenant, [f.id for f in pending])
-                new: dict[str, Entity] = {}
-                changed: dict[str, Entity] = {}
-                for fragment in pending:
-                    if fragment.id in stored:
-                        merge(stored[fragment.id], fragment)
-                        changed[fragment.id] = stored[fragment.id]
-                    elif fragment.id in new:
-                        merge(new[fragment.id], fragment)
-                    else:
-                        new[fragment.id] = fragment
+                created, changed = merge_fragments(pending, stored, merge)
                 if changed:
-                    entities = list(changed.values())
-                    await _save(conn, tenant, entities, await self._set_ids(entities))
-                created = list(new.values())
+                    await _save(conn, tenant, changed, await self._set_ids(changed))
                 done = await _write_rounds(
                     conn, tenant, created, await self._set_ids(created), _INSERT_SQL
                 )

@@ -42,6 +42,7 @@ from stadsnav.store.base import (
     Merge,
     TypeStat,
     UplinkKey,
+    merge_fragments,
 )
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
@@ -689,7 +690,8 @@ def _record(
 ) -> None:
     """Store.record on the writer thread: merge or create, then history and marks."""
     _ensure_tenant(conn, tenant)
-    stored: dict[str, tuple[int, Entity]] = {}
+    stored: dict[str, Entity] = {}
+    pks: dict[str, int] = {}
     ids = list(dict.fromkeys(f.id for f in fragments))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -698,20 +700,11 @@ def _record(
             f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id IN ({marks})",
             (tenant, *chunk),
         ):
-            stored[row[1]] = (row[0], _entity(row))
-    new: dict[str, Entity] = {}
-    changed: dict[int, Entity] = {}
-    for fragment in fragments:
-        if fragment.id in stored:
-            pk, entity = stored[fragment.id]
-            merge(entity, fragment)
-            changed[pk] = entity
-        elif fragment.id in new:
-            merge(new[fragment.id], fragment)
-        else:
-            new[fragment.id] = fragment
-    _write_batch(conn, sets, tenant, list(new.values()), replace=False)
-    _rewrite(conn, sets, tenant, changed)
+            stored[row[1]] = _entity(row)
+            pks[row[1]] = row[0]
+    new, changed = merge_fragments(fragments, stored, merge)
+    _write_batch(conn, sets, tenant, new, replace=False)
+    _rewrite(conn, sets, tenant, {pks[e.id]: e for e in changed})
     conn.executemany(
         "INSERT OR IGNORE INTO history (tenant, entity_id, attr, dataset_id, observed_at, "
         "instance) VALUES (?, ?, ?, ?, ?, ?)",
