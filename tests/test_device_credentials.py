@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -38,19 +36,10 @@ from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
 from stadsnav.settings import Settings
 from stadsnav.store.base import DeviceRecord, Store
 from stadsnav.store.opening import open_store
+from tests import mosquitto as own_mosquitto
 
-DEPLOY_CONF = Path(__file__).parent.parent / "deploy" / "mosquitto" / "stadsnav.conf"
 INGEST = ServiceUser("stadsnav-ingest", "ingest-secret", (("read", DEVICE_TOPICS),))
 FIRST, SECOND = "a84041000181c4d1", "a84041000181c4d2"
-
-
-def _binary(name: str) -> str:
-    found = shutil.which(name) or f"/usr/sbin/{name}"
-    if not Path(found).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"The {name} binary is required under CI")
-        pytest.skip(f"{name} is not installed")
-    return found
 
 
 def device(key: str, state: str = "active", secret_hash: str | None = None) -> DeviceRecord:
@@ -89,7 +78,7 @@ def test_a_hash_is_what_mosquitto_passwd_writes_and_checks_the_secret() -> None:
 
 
 def test_a_line_from_mosquitto_passwd_verifies(tmp_path: Path) -> None:
-    passwd = _binary("mosquitto_passwd")
+    passwd = own_mosquitto.binary("mosquitto_passwd")
     subprocess.run([passwd, "-c", "-b", str(tmp_path / "pw"), FIRST, "from-mosquitto"], check=True)
     username, hashed = (tmp_path / "pw").read_text().strip().split(":", 1)
     assert username == FIRST
@@ -207,7 +196,6 @@ class Mosquitto:
     """A Mosquitto of the test's own: the deploy configuration, the generated files, no
     anonymous access. It starts once the files exist (it refuses to start without them)."""
 
-    binary: str
     folder: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -225,36 +213,18 @@ class Mosquitto:
         return self.folder / "mosquitto.pid"
 
     def start(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        conf = DEPLOY_CONF.read_text().replace("listener 1883", f"listener {self.port} 127.0.0.1")
-        conf = conf.replace("persistence true", "persistence false")
-        # Started as root, Mosquitto would read the files as its own user, which cannot
-        # enter the test's private folder; started as anyone else, `user` does nothing.
-        conf += (
-            f"\nallow_anonymous false\npassword_file {self.password_file}\n"
-            f"acl_file {self.acl_file}\nuser root\n"
-        )
-        (self.folder / "mosquitto.conf").write_text(conf)
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(self.folder / "mosquitto.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        def conf(port: int) -> str:
+            text = own_mosquitto.deploy_conf(port).replace("persistence true", "persistence false")
+            # Started as root, Mosquitto would read the files as its own user, which cannot
+            # enter the test's private folder; started as anyone else, `user` does nothing.
+            return text + (
+                f"\nallow_anonymous false\npassword_file {self.password_file}\n"
+                f"acl_file {self.acl_file}\nuser root\n"
+            )
+
+        self.port, self.process = own_mosquitto.start(self.folder, conf)
         # Mosquitto writes a pid file only as a daemon; this one runs in the foreground.
         self.pid_file.write_text(f"{self.process.pid}\n")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    assert self.process.stderr is not None
-                    raise AssertionError(self.process.stderr.read().decode()) from None
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.02)
 
     def client(self, username: str | None, password: str | None) -> aiomqtt.Client:
         return aiomqtt.Client(
@@ -282,7 +252,7 @@ class Mosquitto:
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     (tmp_path / "mosquitto").mkdir()
-    broker = Mosquitto(_binary("mosquitto"), tmp_path / "mosquitto")
+    broker = Mosquitto(tmp_path / "mosquitto")
     try:
         yield broker
     finally:

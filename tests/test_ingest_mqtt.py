@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,24 +23,16 @@ from starlette.applications import Starlette
 
 from stadsnav.api.app import create_app
 from stadsnav.settings import Settings
+from tests import mosquitto
 from tests.ingest_data import bin_sensor, chirpstack_up, tts_up
 
 E = "/ngsi-ld/v1/entities"
 SYSTEM_BROKER = ("127.0.0.1", 1883)
-DEPLOY_CONF = Path(__file__).parent.parent / "deploy" / "mosquitto" / "stadsnav.conf"
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def system_broker() -> str:
-    if not _reachable(*SYSTEM_BROKER):
+    if not mosquitto.reachable(*SYSTEM_BROKER):
         if os.environ.get("CI") == "true":
             pytest.fail("Mosquitto on 127.0.0.1:1883 is required under CI")
         pytest.skip("Mosquitto not reachable on 127.0.0.1:1883")
@@ -54,32 +43,19 @@ def system_broker() -> str:
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[str]:
     """A Mosquitto of this test's own, configured with the project's deploy configuration."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("The mosquitto binary is required under CI")
-        pytest.skip("mosquitto is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conf = DEPLOY_CONF.read_text().replace("listener 1883", f"listener {port} 127.0.0.1")
-    conf = conf.replace("persistence true", f"persistence true\npersistence_location {tmp_path}/")
-    (tmp_path / "mosquitto.conf").write_text(conf + "\nallow_anonymous true\n")
-    process = subprocess.Popen(
-        [binary, "-c", str(tmp_path / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+
+    def conf(port: int) -> str:
+        text = mosquitto.deploy_conf(port)
+        text = text.replace(
+            "persistence true", f"persistence true\npersistence_location {tmp_path}/"
+        )
+        return text + "\nallow_anonymous true\n"
+
+    port, process = mosquitto.start(tmp_path, conf)
     try:
-        deadline = time.monotonic() + 10
-        while not _reachable("127.0.0.1", port):
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "mosquitto did not start"
-            time.sleep(0.05)
         yield f"mqtt://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(10)
+        mosquitto.stop(process)
 
 
 def _ingest_settings(settings: Settings, broker: str, client_id: str, group: str) -> Settings:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +26,7 @@ from stadsnav.ingest import lorawan
 from stadsnav.sim.faults import Faults
 from stadsnav.sim.fleet import Device, build_fleet
 from stadsnav.sim.runner import Counters, Target, run, uplinks
+from tests import mosquitto
 
 START = datetime(2026, 11, 23, 7, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -38,13 +35,6 @@ HOUR = timedelta(hours=1)
 @pytest.fixture(scope="module")
 def fleet() -> list[Device]:
     return build_fleet(150, seed=4)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -83,7 +73,7 @@ def receiver() -> Iterator[Receiver]:
             Route("/ingest/tts", found.ingest, methods=["POST"]),
         ]
     )
-    port = free_port()
+    port = mosquitto.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -226,7 +216,7 @@ async def test_answers_are_counted_by_status(fleet: list[Device], receiver: Rece
 
 async def test_an_unreachable_receiver_counts_failures(fleet: list[Device]) -> None:
     counters = await run(
-        Target(f"http://127.0.0.1:{free_port()}"),
+        Target(f"http://127.0.0.1:{mosquitto.free_port()}"),
         fleet[:10],
         speed=math.inf,
         duration=1800,
@@ -292,32 +282,13 @@ async def test_sigint_ends_the_run_with_its_counters(
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[str]:
     """A real Mosquitto on a loopback port."""
-    # Debian installs the broker in sbin, which an ordinary user's PATH leaves out.
-    mosquitto = shutil.which("mosquitto", path="/usr/local/sbin:/usr/sbin:/sbin")
-    mosquitto = shutil.which("mosquitto") or mosquitto
-    if mosquitto is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("The mosquitto binary is required under CI")
-        pytest.skip("mosquitto is not installed")
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    process = subprocess.Popen(
-        [mosquitto, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    port, process = mosquitto.start(
+        tmp_path, lambda port: f"listener {port} 127.0.0.1\nallow_anonymous true\n"
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
         yield f"mqtt://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(10)
+        mosquitto.stop(process)
 
 
 @pytest.mark.parametrize(("network", "pattern"), [("chirpstack", "application/#"), ("tts", "v3/#")])
