@@ -24,6 +24,9 @@ from stadsnav.api.app import create_app
 from stadsnav.settings import Settings
 from tests.helpers import USER_CONTEXT_DOCUMENT
 
+# Real notification receivers (HTTP, MQTT) and the subscription tests' app fixture.
+pytest_plugins = ["tests.notification_receivers"]
+
 # In CI the property-based tests replay the same examples every run, so that a submission's
 # result does not depend on what the generator happens to try; locally they explore freely.
 hypothesis.settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)

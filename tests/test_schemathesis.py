@@ -73,5 +73,6 @@ def test_no_generated_request_makes_the_server_fail(live_server: str) -> None:
 def test_openapi_document_lists_only_served_operations(live_server: str) -> None:
     document = httpx.get(f"{live_server}/ngsi-ld/v1/openapi.json").json()
     assert "/entities" in document["paths"]
-    assert "/subscriptions" not in document["paths"]
+    assert "/subscriptions" in document["paths"]
+    assert "/csourceRegistrations" not in document["paths"]
     assert set(document["paths"]["/entities/{entityId}"]) >= {"get", "put", "patch", "delete"}

@@ -434,7 +434,14 @@ class Broker:
         """Merge observations into their entities (creating them when new), append every
         observed attribute instance to history and mark the uplinks stored: one transaction."""
         history = [
-            HistoryRow(entity.id, attr, instance.get("datasetId"), instance["observedAt"], instance)
+            HistoryRow(
+                entity.id,
+                attr,
+                instance.get("datasetId"),
+                instance["observedAt"],
+                instance,
+                entity_type=entity.types[0] if entity.types else "",
+            )
             for entity in entities
             for attr, instances in entity.attrs.items()
             for instance in instances

@@ -54,8 +54,28 @@ class Settings(BaseSettings):
     expiry_interval: float = Field(
         5.0, description="Seconds between sweeps that delete expired transient entities."
     )
+    history_api_writes: bool = Field(
+        True,
+        description="Keep every attribute instance written through the NGSI-LD API in history "
+        "(the temporal API), not only device observations.",
+    )
     ingest_batch_max: int = Field(
         500, ge=1, description="Most device messages stored together in one transaction."
+    )
+    temporal_max_instances: int = Field(
+        1000,
+        ge=1,
+        description="Most instances per attribute a temporal request returns; beyond, the "
+        "answer is 206 with a Content-Range of the time range returned whole.",
+    )
+    history_retention: dict[str, str] = Field(
+        default_factory=dict,
+        description="How long history is kept per entity type, as ISO 8601 durations, e.g. "
+        '{"WasteContainer": "P2Y", "*": "P5Y"} ("*": every other type; a short name is '
+        "expanded with the core @context, else give the type's IRI); empty keeps all.",
+    )
+    history_retention_interval: float = Field(
+        3600.0, description="Seconds between sweeps that delete history past its retention."
     )
     mqtt_url: str | None = Field(
         None,
@@ -133,5 +153,41 @@ class Settings(BaseSettings):
         ge=0,
         description="Run the simulated Stockholm fleet of this many devices against this server "
         "(`make run` uses 300); 0 runs no simulator.",
+    )
+    notify_poll_interval: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds between looks at the notification outbox (a worker is also woken "
+        "at once by the changes it makes itself).",
+    )
+    notify_refresh_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between reloads of the subscriptions from the database, so that "
+        "subscriptions made through another worker take effect.",
+    )
+    notify_timeout: float = Field(
+        10.0, gt=0, description="Seconds a receiver has to take a notification (HTTP or MQTT)."
+    )
+    notify_retry_base: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds before retrying a failed notification; doubled per further "
+        "consecutive failure, up to notify_retry_max.",
+    )
+    notify_retry_max: float = Field(
+        60.0, gt=0, description="Longest wait between retries of a failing receiver."
+    )
+    notify_lease: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a worker holds a subscription while delivering to it; a worker "
+        "that dies mid-delivery leaves it to another after this long (at-least-once).",
+    )
+    notify_batch_max: int = Field(
+        100, ge=1, description="Most entities (queued changes) in one notification."
+    )
+    notify_concurrency: int = Field(
+        100, ge=1, description="Subscriptions a worker delivers to at once."
     )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")

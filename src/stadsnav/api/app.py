@@ -21,11 +21,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stadsnav import demo
-from stadsnav.api import batch, devices, entities, info, ingest, jsonld_contexts
+from stadsnav.api import batch, devices, entities, info, ingest, jsonld_contexts, subscriptions
 from stadsnav.api.openapi_doc import openapi_route
 from stadsnav.api.problems import handle_http_exception, handle_ngsild_error, handle_unexpected
 from stadsnav.api.services import Services, services
+from stadsnav.api.temporal import routes as temporal_routes
 from stadsnav.broker import Broker
+from stadsnav.changes import ChangeFeed
 from stadsnav.contexts import ContextResolver
 from stadsnav.devices import credentials
 from stadsnav.devices.health import HealthMonitor, profile_interval, profile_range
@@ -33,9 +35,11 @@ from stadsnav.devices.registry import Registry
 from stadsnav.ingest.mqtt import MqttIngest
 from stadsnav.ingest.pipeline import Pipeline
 from stadsnav.ngsild.errors import NgsiLdError
+from stadsnav.notify.service import NotificationService
 from stadsnav.settings import Settings
 from stadsnav.store.base import Store
 from stadsnav.store.opening import open_store
+from stadsnav.temporal import Temporal, keep_retention, retention_by_type
 
 log = logging.getLogger("stadsnav")
 
@@ -108,12 +112,21 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         active = store or open_store(settings)
         await active.open()
+        # Told of every change inside its transaction: history rows, and (its `subscriptions`)
+        # the notifications to queue.
+        feed = ChangeFeed(history=settings.history_api_writes)
+        active.observer = feed
         broker = Broker(active)
         resolver = ContextResolver(settings, active)
         await resolver.load()
+        # Subscriptions are loaded before anything writes, so no change escapes them.
+        notifications = NotificationService(broker, resolver.context_for, settings)
+        await notifications.start()
+        feed.subscriptions = notifications.observer
         pipeline = Pipeline(broker, max_batch=settings.ingest_batch_max)
         await pipeline.start()
         app.state.services = Services(settings, broker, resolver, pipeline)
+        app.state.services.subscriptions = notifications.subscriptions
         mqtt: MqttIngest | None = None
         if settings.mqtt_url:
             mqtt = MqttIngest(
@@ -134,6 +147,18 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         )
         alarms = asyncio.create_task(health.run(settings.health_interval))
         background = [sweeper, alarms]
+        app.state.temporal = Temporal(active, settings.temporal_max_instances)
+        if settings.history_retention:
+            retention_by_type(settings.history_retention)  # a bad setting stops start-up
+            background.append(
+                asyncio.create_task(
+                    keep_retention(
+                        app.state.temporal,
+                        settings.history_retention,
+                        settings.history_retention_interval,
+                    )
+                )
+            )
         if settings.mqtt_password_file and settings.mqtt_acl_file:
             files = credentials.mosquitto_files(settings)
             background.append(
@@ -161,6 +186,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             if mqtt is not None:
                 await mqtt.stop()
             await pipeline.stop()
+            await notifications.stop()
             await resolver.close()
             await active.close()
 
@@ -172,6 +198,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         *jsonld_contexts.routes,
         *ingest.routes,
         *devices.routes,
+        *subscriptions.routes,
+        *temporal_routes,
     ]
     routes.append(openapi_route(list(routes)))
     return Starlette(

@@ -13,6 +13,7 @@ from stadsnav.contexts import ContextResolver
 from stadsnav.ingest.mqtt import MqttIngest
 from stadsnav.ingest.pipeline import Pipeline
 from stadsnav.ngsild.context import Context
+from stadsnav.notify.manager import Subscriptions
 from stadsnav.settings import Settings
 
 
@@ -23,6 +24,7 @@ class Services:
     contexts: ContextResolver
     pipeline: Pipeline
     mqtt: MqttIngest | None = None
+    subscriptions: Subscriptions | None = None  # the subscription operations (clause 5.8)
 
     def mqtt_connected(self) -> bool:
         return self.mqtt is not None and self.mqtt.connected.is_set()

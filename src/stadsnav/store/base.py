@@ -11,8 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.query import EntityQuery
+from stadsnav.ngsild.temporal import AggregateSeries, Aggregation, HistoryScan
+from stadsnav.store.subscriptionrecords import Claim, Delivered, SubscriptionRecord
 
 DEFAULT_TENANT = ""
 # Alters an entity in place and says whether anything changed.
@@ -40,6 +44,60 @@ def merge_fragments(
     return list(new.values()), list(changed.values())
 
 
+@dataclass
+class EntityChange:
+    """An entity as a write left it, with what it was before: what subscriptions and history
+    are told about, inside the write's own transaction."""
+
+    before: Entity | None  # None when the write created the entity (or did not read it)
+    after: Entity | None  # None when the write deleted it
+    # An upsert that replaced a stored entity reads the stored one only when the observer
+    # watches the tenant; otherwise `before` is None and this says it existed.
+    replaced: bool = False
+
+
+def copy_entity(entity: Entity) -> Entity:
+    """A deep copy (attribute values are JSON), to keep what an entity was before a change."""
+    return Entity(
+        id=entity.id,
+        types=list(entity.types),
+        attrs=orjson.loads(orjson.dumps(entity.attrs)),
+        scopes=None if entity.scopes is None else list(entity.scopes),
+        created_at=entity.created_at,
+        modified_at=entity.modified_at,
+        expires_at=entity.expires_at,
+        version=entity.version,
+    )
+
+
+@dataclass(frozen=True)
+class PendingNotification:
+    """One row of the durable notification outbox: a change a subscription is to be told of."""
+
+    subscription_id: str
+    entity_id: str
+    trigger: str  # entityCreated, entityUpdated, entityDeleted, attributeCreated, ...
+    data: dict[str, Any]  # what to send about the entity, in expanded form
+    created_at: str
+
+
+@dataclass
+class Consequences:
+    """What a write brings with it, written in the same transaction."""
+
+    history: list[HistoryRow] = field(default_factory=list)
+    notifications: list[PendingNotification] = field(default_factory=list)
+
+
+class ChangeObserver(Protocol):
+    def watching(self, tenant: str) -> bool:
+        """Whether the tenant has active subscriptions (the store then reads what it replaces)."""
+
+    def consequences(self, tenant: str, changes: list[EntityChange], at: str) -> Consequences:
+        """History rows and notifications for these changes; pure and quick, since it runs
+        inside the write transaction."""
+
+
 @dataclass(frozen=True)
 class HistoryRow:
     """One attribute instance as it was observed: a row of the temporal store."""
@@ -49,6 +107,10 @@ class HistoryRow:
     dataset_id: str | None
     observed_at: str
     instance: dict[str, Any]
+    # The entity's (first) type, which temporal queries filter by, also once it is deleted.
+    entity_type: str = ""
+    # urn:ngsi-ld:Instance:...; the store makes one when it is empty.
+    instance_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +224,9 @@ class AttributeStat:
 
 
 class Store(Protocol):
+    # Told of every entity change inside the change's transaction (set by the application).
+    observer: ChangeObserver | None
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -241,6 +306,67 @@ class Store(Protocol):
     ) -> list[HistoryRow]:
         """The history rows of an entity (one attribute, or all), oldest observation first."""
 
+    # -- temporal (store/temporal_sqlite.py, store/temporal_postgres.py) -----------------------
+
+    async def add_history(
+        self, tenant: str, rows: list[HistoryRow], *, fresh: bool = False
+    ) -> None:
+        """Append history rows in one transaction (rows already there stay); `fresh` rows are
+        known to be new (a bulk load) and may be copied in without that check."""
+
+    async def history_entities(
+        self, tenant: str, scan: HistoryScan, limit: int, offset: int, count: bool
+    ) -> tuple[list[tuple[str, str]], int | None]:
+        """(id, type) of the entities with history the scan selects, by id, one page."""
+
+    async def history_instances(
+        self, tenant: str, scan: HistoryScan, ids: list[str], most: int, *, newest: bool
+    ) -> list[HistoryRow]:
+        """Per entity and attribute at most `most` instances (the oldest, or the newest),
+        by entity, attribute and time."""
+
+    async def history_aggregate(
+        self, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
+    ) -> list[AggregateSeries]:
+        """The aggregated values (clause 4.5.19) of each entity attribute the scan selects."""
+
+    async def history_type(self, tenant: str, entity_id: str) -> str | None:
+        """The type kept with an entity's history ("" if unknown); None without history."""
+
+    async def delete_history(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str | None = None,
+        dataset_id: str | None = None,
+        every_dataset: bool = False,
+    ) -> int:
+        """Delete an entity's history, or an attribute's; returns the rows deleted."""
+
+    async def change_history_instance(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        instance_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ) -> bool:
+        """Replace one instance with what `change` makes of it, or delete it (None)."""
+
+    async def expire_history(
+        self,
+        before: str,
+        types: frozenset[str] | None,
+        keep: frozenset[str],
+        most_entities: int,
+        after: tuple[str, str],
+    ) -> tuple[int, tuple[str, str] | None]:
+        """Delete history observed before `before` of up to `most_entities` entities (of
+        `types`, or of any type not in `keep`) after (tenant, id); rows deleted, where next."""
+
+    async def drop_history_partitions(self, before: str) -> int:
+        """Drop whole time partitions older than `before` (PostgreSQL); how many."""
+
     async def put_device(self, tenant: str, device: DeviceRecord) -> None:
         """Register a device, or replace its record (same key)."""
 
@@ -277,3 +403,34 @@ class Store(Protocol):
         self, tenant: str, letter_id: int, when: str, outcome: str
     ) -> None:
         """Note the outcome of a replay; "stored" closes the letter."""
+
+    # -- subscriptions and their notification outbox (store/subscriptions_*.py) ----------------
+
+    async def add_subscription(self, tenant: str, record: SubscriptionRecord) -> None:
+        """Keep a new subscription; AlreadyExists if the id is taken."""
+
+    async def update_subscription(self, tenant: str, record: SubscriptionRecord) -> bool:
+        """Replace a subscription's document (its delivery status stays); False if missing."""
+
+    async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
+        """Delete a subscription with its queued notifications; False if missing."""
+
+    async def get_subscription(
+        self, tenant: str, subscription_id: str
+    ) -> SubscriptionRecord | None: ...
+
+    async def list_subscriptions(
+        self, tenant: str | None, limit: int, offset: int
+    ) -> tuple[list[SubscriptionRecord], int]:
+        """A tenant's subscriptions (every tenant's with None) ordered by id, and their count."""
+
+    async def claim_notifications(
+        self, owner: str, now: str, lease_until: str, most: int, rows: int
+    ) -> list[Claim]:
+        """Lease up to `most` subscriptions with notifications due to this notifier, each with
+        up to `rows` queued rows, oldest first; a leased subscription is nobody else's."""
+
+    async def settle_notifications(self, outcome: Delivered) -> None:
+        """Write back how a delivery went (delivered rows leave the outbox) and free the lease."""
+
+    async def queued_notifications(self, tenant: str, subscription_id: str) -> int: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,25 +27,30 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from stadsnav.ngsild.entity import GEOPROPERTY, Entity
+from stadsnav.ngsild.entity import GEOPROPERTY, Entity, Instance
 from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
+from stadsnav.ngsild.temporal import AggregateSeries, Aggregation, HistoryScan
+from stadsnav.store import subscriptions_postgres, temporal_postgres
 from stadsnav.store.attrsets import AttrSetIds, Members, members_of, signature
 from stadsnav.store.base import (
     DEFAULT_TENANT,
     AttributeStat,
     Change,
+    ChangeObserver,
     DeadLetter,
     DeviceChange,
     DeviceEvent,
     DeviceQuery,
     DeviceRecord,
+    EntityChange,
     HistoryRow,
     HostedContext,
     Merge,
     TypeStat,
     UplinkKey,
+    copy_entity,
     merge_fragments,
 )
 from stadsnav.store.entitysql import compile_where
@@ -58,6 +63,7 @@ from stadsnav.store.records import (
     device_values,
     letter_from_row,
 )
+from stadsnav.store.subscriptionrecords import Claim, Delivered, SubscriptionRecord
 
 Conn = AsyncConnection[TupleRow]
 Mode = Literal["insert", "upsert"]
@@ -86,21 +92,8 @@ _STAGE_GEO_DDL = (
     "geom geometry NOT NULL) ON COMMIT DELETE ROWS"
 )
 _COPY_GEO = "COPY entity_geo (entity, attr, geom) FROM STDIN"
-# History rows and uplink marks are staged too: COPY is far cheaper than array parameters, and
-# the final INSERT leaves rows that are already there (a redelivered uplink) alone.
-_HISTORY_STAGE = "stadsnav_history_stage"
-_STAGE_HISTORY_DDL = (
-    f'CREATE TEMP TABLE IF NOT EXISTS {_HISTORY_STAGE} (entity_id TEXT COLLATE "C" NOT NULL, '
-    'attr TEXT COLLATE "C" NOT NULL, dataset_id TEXT NOT NULL, '
-    'observed_at TEXT COLLATE "C" NOT NULL, instance JSONB NOT NULL) ON COMMIT DELETE ROWS'
-)
-_COPY_HISTORY_STAGE = (
-    f"COPY {_HISTORY_STAGE} (entity_id, attr, dataset_id, observed_at, instance) FROM STDIN"
-)
-_ADD_HISTORY = (
-    "INSERT INTO history (tenant, entity_id, attr, dataset_id, observed_at, instance) "
-    f"SELECT %s, s.* FROM {_HISTORY_STAGE} s ON CONFLICT DO NOTHING"
-)
+# History rows are staged too (store/temporal_postgres.py): COPY is far cheaper than array
+# parameters, and the final INSERT leaves rows that are already there (a redelivery) alone.
 _COPY_GEO_STAGE = f"COPY {_GEO_STAGE} (entity, attr, geom) FROM STDIN"
 _UNSTAGE_GEO = f"DELETE FROM {_GEO_STAGE}"
 # Drop the geo rows of rewritten entities (%s: their pks) that the staged rows do not repeat,
@@ -154,6 +147,12 @@ _DELETE = (
     "g AS (DELETE FROM entity_geo WHERE entity IN (SELECT pk FROM gone)) "
     "SELECT id FROM gone"
 )
+# The same, returning what was deleted (as _COLUMNS, then the tenant) for the change observer.
+_DELETE_WHOLE = (
+    "WITH gone AS (DELETE FROM entities e WHERE {where} RETURNING e.*), "
+    "g AS (DELETE FROM entity_geo WHERE entity IN (SELECT pk FROM gone)) "
+    f"SELECT {_COLUMNS}, e.tenant FROM gone e"
+)
 
 
 # New attribute sets (%s: signatures, then members as signature, attr, kinds), each with its
@@ -177,6 +176,11 @@ def _now() -> str:
     return format_datetime(datetime.now(UTC))
 
 
+async def _insert_history(conn: Conn, tenant: str, history: list[HistoryRow]) -> None:
+    """Append attribute instances to the temporal store; a row already there stays as it is."""
+    await temporal_postgres.add_history(conn, tenant, history)
+
+
 class PostgresStore:
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url
@@ -189,6 +193,8 @@ class PostgresStore:
         # an entity write, nor a second connection from the pool.
         self._sets_conn: Conn | None = None
         self._sets_lock = asyncio.Lock()
+        # Told of every entity change inside its transaction (history, subscriptions).
+        self.observer: ChangeObserver | None = None
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -202,7 +208,7 @@ class PostgresStore:
     async def _configure(conn: Conn) -> None:
         set_json_dumps(orjson.dumps, conn)
         set_json_loads(orjson.loads, conn)
-        for ddl in (_STAGE_DDL, _STAGE_GEO_DDL, _STAGE_HISTORY_DDL):
+        for ddl in (_STAGE_DDL, _STAGE_GEO_DDL, temporal_postgres.STAGE_DDL):
             await conn.execute(ddl)
 
     async def open(self) -> None:
@@ -314,6 +320,10 @@ class PostgresStore:
         self._sets.remember(found)
 
     async def insert(self, tenant: str, entity: Entity) -> None:
+        if self.observer is not None:
+            if not (await self.insert_many(tenant, [entity]))[0]:
+                raise AlreadyExists(f"Entity {entity.id} already exists")
+            return
         # One statement writes the entity row and its geo rows, if the id is free.
         (set_id,) = await self._set_ids([entity])
         params = (*_row_params(tenant, entity), set_id, *_geo_arrays(entity))
@@ -344,7 +354,36 @@ class PostgresStore:
         set_ids = await self._set_ids(entities)
         async with self.pool.connection() as conn, conn.transaction():
             await _ensure_tenant(conn, tenant)
-            return await _write_rounds(conn, tenant, entities, set_ids, sql)
+            before: dict[str, Entity] = {}
+            if mode == "upsert" and self._watching(tenant):
+                before = await self._locked(conn, tenant, [e.id for e in entities])
+            created = await _write_rounds(conn, tenant, entities, set_ids, sql)
+            await self._tell(
+                conn,
+                tenant,
+                [
+                    EntityChange(before.get(e.id), e, replaced=not new)
+                    for e, new in zip(entities, created, strict=True)
+                    if new or mode == "upsert"
+                ],
+            )
+            return created
+
+    def _watching(self, tenant: str) -> bool:
+        return self.observer is not None and self.observer.watching(tenant)
+
+    async def _tell(
+        self, conn: Conn, tenant: str, changes: list[EntityChange], *, history: bool = True
+    ) -> None:
+        """Write what the observer makes of these changes, in the same transaction."""
+        if self.observer is None or not changes:
+            return
+        found = self.observer.consequences(tenant, changes, _now())
+        if history:
+            await _insert_history(conn, tenant, found.history)
+        if found.notifications:
+            async with conn.cursor() as cursor:
+                await subscriptions_postgres.add_notifications(cursor, tenant, found.notifications)
 
     async def record(
         self,
@@ -358,38 +397,31 @@ class PostgresStore:
             await _ensure_tenant(conn, tenant)
             pending = list(fragments)
             # Twice at most: an entity another worker creates meanwhile is merged into then.
+            watching = self._watching(tenant)
+            changes: list[EntityChange] = []
             for _ in range(2):
                 stored = await self._locked(conn, tenant, [f.id for f in pending])
+                before = {i: copy_entity(e) for i, e in stored.items()} if watching else {}
                 created, changed = merge_fragments(pending, stored, merge)
+                if watching:
+                    changes.extend(EntityChange(before[e.id], e) for e in changed)
                 if changed:
                     await _save(conn, tenant, changed, await self._set_ids(changed))
                 done = await _write_rounds(
                     conn, tenant, created, await self._set_ids(created), _INSERT_SQL
                 )
                 lost = {e.id for e, ok in zip(created, done, strict=True) if not ok}
+                if watching:
+                    changes.extend(
+                        EntityChange(None, e) for e, ok in zip(created, done, strict=True) if ok
+                    )
                 pending = [f for f in fragments if f.id in lost]
                 if not pending:
                     break
             else:
                 raise RuntimeError(f"Entities {sorted(lost)} could be neither created nor merged")
-            if history:
-                lines = b"".join(
-                    b"\t".join(
-                        (
-                            _copy_text(row.entity_id),
-                            _copy_text(row.attr),
-                            _copy_text(row.dataset_id or ""),
-                            _copy_text(row.observed_at),
-                            _copy_json(row.instance),
-                        )
-                    )
-                    + b"\n"
-                    for row in history
-                )
-                async with conn.cursor() as cursor:
-                    async with cursor.copy(_COPY_HISTORY_STAGE) as copy:
-                        await copy.write(lines)
-                    await cursor.execute(_ADD_HISTORY, (tenant,))
+            await _insert_history(conn, tenant, history)
+            await self._tell(conn, tenant, changes, history=False)
             if uplinks:
                 await conn.execute(
                     "INSERT INTO uplinks (tenant, device, f_cnt, digest, stored_at) "
@@ -443,7 +475,87 @@ class PostgresStore:
             params.append(attr)
         async with self.pool.connection() as conn:
             cursor = await conn.execute(sql + " ORDER BY observed_at, attr", params)
-            return [HistoryRow(e, a, d or None, o, i) for e, a, d, o, i in await cursor.fetchall()]
+            rows = await cursor.fetchall()
+            return [HistoryRow(e, a, d or None, format_datetime(o), i) for e, a, d, o, i in rows]
+
+    # -- temporal (store/temporal_postgres.py) -------------------------------------------------
+
+    async def add_history(
+        self, tenant: str, rows: list[HistoryRow], *, fresh: bool = False
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await temporal_postgres.add_history(conn, tenant, rows, fresh=fresh)
+
+    async def history_entities(
+        self, tenant: str, scan: HistoryScan, limit: int, offset: int, count: bool
+    ) -> tuple[list[tuple[str, str]], int | None]:
+        async with self.pool.connection() as conn:
+            return await temporal_postgres.history_entities(
+                conn, tenant, scan, limit, offset, count
+            )
+
+    async def history_instances(
+        self, tenant: str, scan: HistoryScan, ids: list[str], most: int, *, newest: bool
+    ) -> list[HistoryRow]:
+        async with self.pool.connection() as conn:
+            return await temporal_postgres.history_instances(
+                conn, tenant, scan, ids, most, newest=newest
+            )
+
+    async def history_aggregate(
+        self, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
+    ) -> list[AggregateSeries]:
+        async with self.pool.connection() as conn:
+            return await temporal_postgres.history_aggregate(conn, tenant, scan, ids, aggregation)
+
+    async def history_type(self, tenant: str, entity_id: str) -> str | None:
+        async with self.pool.connection() as conn:
+            if not await temporal_postgres.history_exists(conn, tenant, entity_id):
+                return None
+            return await temporal_postgres.history_type(conn, tenant, entity_id) or ""
+
+    async def delete_history(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str | None = None,
+        dataset_id: str | None = None,
+        every_dataset: bool = False,
+    ) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await temporal_postgres.delete_history(
+                conn, tenant, entity_id, attr, dataset_id, every_dataset
+            )
+
+    async def change_history_instance(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        instance_id: str,
+        change: Callable[[Instance], Instance] | None,
+    ) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await temporal_postgres.change_history_instance(
+                conn, tenant, entity_id, attr, instance_id, change
+            )
+
+    async def expire_history(
+        self,
+        before: str,
+        types: frozenset[str] | None,
+        keep: frozenset[str],
+        most_entities: int,
+        after: tuple[str, str],
+    ) -> tuple[int, tuple[str, str] | None]:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await temporal_postgres.expire_history(
+                conn, before, types, keep, most_entities, after
+            )
+
+    async def drop_history_partitions(self, before: str) -> int:
+        async with self.pool.connection() as conn:
+            return await temporal_postgres.drop_partitions(conn, before)
 
     async def put_device(self, tenant: str, device: DeviceRecord) -> None:
         async with self.pool.connection() as conn, conn.transaction():
@@ -615,9 +727,15 @@ class PostgresStore:
                 (tenant, list(dict.fromkeys(ids)), _now()),
             )
             found = [_entity(row) for row in await cursor.fetchall()]
-            changed = [entity for entity in found if change(entity)]
+            changes: list[EntityChange] = []
+            for entity in found:
+                before = copy_entity(entity) if self.observer is not None else None
+                if change(entity):
+                    changes.append(EntityChange(before, entity))
+            changed = [c.after for c in changes if c.after is not None]
             if changed:
                 await _save(conn, tenant, changed, await self._set_ids(changed))
+                await self._tell(conn, tenant, changes)
         present = {entity.id for entity in found}
         return [entity_id for entity_id in dict.fromkeys(ids) if entity_id in present]
 
@@ -627,10 +745,10 @@ class PostgresStore:
     async def delete_many(self, tenant: str, ids: list[str]) -> list[bool]:
         if not ids:
             return []
-        sql = _DELETE.format(where="e.tenant = %s AND e.id = ANY(%s)")
+        where = "e.tenant = %s AND e.id = ANY(%s)"
         async with self.pool.connection() as conn, conn.transaction():
-            cursor = await conn.execute(sql, (tenant, list(dict.fromkeys(ids))))
-            deleted = {row[0] for row in await cursor.fetchall()}
+            gone = await self._delete(conn, where, (tenant, list(dict.fromkeys(ids))))
+            deleted = set(gone)
         results = []
         for entity_id in ids:
             results.append(entity_id in deleted)
@@ -646,8 +764,22 @@ class PostgresStore:
 
     async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
         async with self.pool.connection() as conn, conn.transaction():
+            return len(await self._delete(conn, where, params))
+
+    async def _delete(self, conn: Conn, where: str, params: Sequence[Any]) -> list[str]:
+        """Delete the entities `where` selects and tell the observer; the deleted ids."""
+        if self.observer is None:
             cursor = await conn.execute(_DELETE.format(where=where), params)
-            return len(await cursor.fetchall())
+            return [row[0] for row in await cursor.fetchall()]
+        cursor = await conn.execute(_DELETE_WHOLE.format(where=where), params)
+        rows = await cursor.fetchall()
+        gone: dict[str, list[EntityChange]] = {}
+        for row in rows:
+            if self._watching(row[-1]):
+                gone.setdefault(row[-1], []).append(EntityChange(_entity(row), None))
+        for owner, changes in gone.items():
+            await self._tell(conn, owner, changes)
+        return [row[0] for row in rows]
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -759,6 +891,46 @@ class PostgresStore:
             AttributeStat(attr, count, frozenset(types), frozenset(kinds))
             for attr, (count, types, kinds) in sorted(stats.items())
         ]
+
+    # -- subscriptions and their notification outbox (store/subscriptions_postgres.py) --------
+
+    async def add_subscription(self, tenant: str, record: SubscriptionRecord) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await subscriptions_postgres.add_subscription(conn, tenant, record)
+
+    async def update_subscription(self, tenant: str, record: SubscriptionRecord) -> bool:
+        async with self.pool.connection() as conn:
+            return await subscriptions_postgres.update_subscription(conn, tenant, record)
+
+    async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await subscriptions_postgres.delete_subscription(conn, tenant, subscription_id)
+
+    async def get_subscription(
+        self, tenant: str, subscription_id: str
+    ) -> SubscriptionRecord | None:
+        async with self.pool.connection() as conn:
+            return await subscriptions_postgres.get_subscription(conn, tenant, subscription_id)
+
+    async def list_subscriptions(
+        self, tenant: str | None, limit: int, offset: int
+    ) -> tuple[list[SubscriptionRecord], int]:
+        async with self.pool.connection() as conn:
+            return await subscriptions_postgres.list_subscriptions(conn, tenant, limit, offset)
+
+    async def claim_notifications(
+        self, owner: str, now: str, lease_until: str, most: int, rows: int
+    ) -> list[Claim]:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await subscriptions_postgres.claim(conn, owner, now, lease_until, most, rows)
+
+    async def settle_notifications(self, outcome: Delivered) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await subscriptions_postgres.settle(conn, outcome)
+
+    async def queued_notifications(self, tenant: str, subscription_id: str) -> int:
+        async with self.pool.connection() as conn:
+            return await subscriptions_postgres.queued(conn, tenant, subscription_id)
 
 
 async def _create_database(url: str, name: str) -> bool:

@@ -22,26 +22,30 @@ from typing import Any, TypeVar
 import orjson
 import shapely
 
-from stadsnav.ngsild.entity import GEOPROPERTY, Entity
+from stadsnav.ngsild.entity import GEOPROPERTY, Entity, Instance
 from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.store import geosql, qsql
+from stadsnav.ngsild.temporal import AggregateSeries, Aggregation, HistoryScan
+from stadsnav.store import geosql, qsql, subscriptions_sqlite, temporal_sqlite
 from stadsnav.store.attrsets import AttrSetIds, members_of, signature
 from stadsnav.store.base import (
     DEFAULT_TENANT,
     AttributeStat,
     Change,
+    ChangeObserver,
     DeadLetter,
     DeviceChange,
     DeviceEvent,
     DeviceQuery,
     DeviceRecord,
+    EntityChange,
     HistoryRow,
     HostedContext,
     Merge,
     TypeStat,
     UplinkKey,
+    copy_entity,
     merge_fragments,
 )
 from stadsnav.store.entitysql import compile_where
@@ -54,6 +58,7 @@ from stadsnav.store.records import (
     device_values,
     letter_from_row,
 )
+from stadsnav.store.subscriptionrecords import Claim, Delivered, SubscriptionRecord
 
 T = TypeVar("T")
 _COLUMNS = (
@@ -84,6 +89,8 @@ class SQLiteStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._sets = _SetResolver(AttrSetIds())
+        # Told of every entity change inside its transaction (history, subscriptions).
+        self.observer: ChangeObserver | None = None
 
     # -- connections and threads -------------------------------------------------------------
 
@@ -176,14 +183,48 @@ class SQLiteStore:
             raise AlreadyExists(f"Entity {entity.id} already exists")
 
     async def insert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        return await self._write(
-            lambda conn: _write_batch(conn, self._sets, tenant, entities, replace=False)
-        )
+        return await self._write(lambda conn: self._write_batch(conn, tenant, entities, False))
 
     async def upsert_many(self, tenant: str, entities: list[Entity]) -> list[bool]:
-        return await self._write(
-            lambda conn: _write_batch(conn, self._sets, tenant, entities, replace=True)
+        return await self._write(lambda conn: self._write_batch(conn, tenant, entities, True))
+
+    def _write_batch(
+        self, conn: sqlite3.Connection, tenant: str, entities: list[Entity], replace: bool
+    ) -> list[bool]:
+        before: dict[str, Entity] = {}
+        if replace and self._watching(tenant):
+            before = _stored(conn, tenant, [e.id for e in entities])
+        created = _write_batch(conn, self._sets, tenant, entities, replace=replace)
+        self._tell(
+            conn,
+            tenant,
+            [
+                EntityChange(before.get(e.id), e, replaced=not new)
+                for e, new in zip(entities, created, strict=True)
+                if new or replace
+            ],
         )
+        return created
+
+    def _watching(self, tenant: str) -> bool:
+        return self.observer is not None and self.observer.watching(tenant)
+
+    def _tell(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        changes: list[EntityChange],
+        *,
+        history: bool = True,
+    ) -> None:
+        """Write what the observer makes of these changes, in the same transaction."""
+        if self.observer is None or not changes:
+            return
+        found = self.observer.consequences(tenant, changes, _now())
+        if history and found.history:
+            _insert_history(conn, tenant, found.history)
+        if found.notifications:
+            subscriptions_sqlite.add_notifications(conn, tenant, found.notifications)
 
     async def modify(self, tenant: str, entity_id: str, change: Change) -> bool:
         return bool(await self.modify_many(tenant, [entity_id], change))
@@ -194,6 +235,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[str]:
             # On the writer thread, so nobody can write these entities between read and write.
             found: list[str] = []
+            changes: list[EntityChange] = []
             for entity_id in dict.fromkeys(ids):
                 row = conn.execute(
                     f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id = ? "
@@ -205,7 +247,9 @@ class SQLiteStore:
                 entity = _entity(row)
                 if change(entity):
                     _rewrite(conn, self._sets, tenant, {row[0]: entity})
+                    changes.append(EntityChange(_entity(row), entity))
                 found.append(entity_id)
+            self._tell(conn, tenant, changes)
             return found
 
         return await self._write(run)
@@ -216,15 +260,20 @@ class SQLiteStore:
     async def delete_many(self, tenant: str, ids: list[str]) -> list[bool]:
         def run(conn: sqlite3.Connection) -> list[bool]:
             results = []
+            gone: list[EntityChange] = []
             for entity_id in ids:
                 row = conn.execute(
-                    "SELECT pk FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+                    f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id = ?",
+                    (tenant, entity_id),
                 ).fetchone()
                 if row is None:
                     results.append(False)
                     continue
                 _delete_pks(conn, [row[0]])
                 results.append(True)
+                if self._watching(tenant):
+                    gone.append(EntityChange(_entity(row), None))
+            self._tell(conn, tenant, gone)
             return results
 
         return await self._write(run)
@@ -232,23 +281,34 @@ class SQLiteStore:
     async def purge(self, tenant: str, query: EntityQuery) -> int:
         def run(conn: sqlite3.Connection) -> int:
             where, params = compile_where(query, tenant, _now(), "sqlite")
-            pks = [r[0] for r in conn.execute(f"SELECT e.pk FROM entities e WHERE {where}", params)]
-            _delete_pks(conn, pks)
-            return len(pks)
+            if not self._watching(tenant):
+                sql = f"SELECT e.pk FROM entities e WHERE {where}"
+                pks = [r[0] for r in conn.execute(sql, params)]
+                _delete_pks(conn, pks)
+                return len(pks)
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM entities e WHERE {where}", params)
+            gone = {row[0]: _entity(row) for row in rows}
+            _delete_pks(conn, list(gone))
+            self._tell(conn, tenant, [EntityChange(e, None) for e in gone.values()])
+            return len(gone)
 
         return await self._write(run)
 
     async def delete_expired(self, now: str) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            pks = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT pk FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                    (now,),
-                )
-            ]
-            _delete_pks(conn, pks)
-            return len(pks)
+            rows = conn.execute(
+                f"SELECT {_COLUMNS}, e.tenant FROM entities e "
+                "WHERE e.expires_at IS NOT NULL AND e.expires_at <= ?",
+                (now,),
+            ).fetchall()
+            _delete_pks(conn, [row[0] for row in rows])
+            gone: dict[str, list[EntityChange]] = {}
+            for row in rows:
+                if self._watching(row[-1]):
+                    gone.setdefault(row[-1], []).append(EntityChange(_entity(row), None))
+            for tenant, changes in gone.items():
+                self._tell(conn, tenant, changes)
+            return len(rows)
 
         return await self._write(run)
 
@@ -339,9 +399,13 @@ class SQLiteStore:
         history: list[HistoryRow],
         uplinks: list[UplinkKey],
     ) -> None:
-        await self._write(
-            lambda conn: _record(conn, self._sets, tenant, fragments, merge, history, uplinks)
-        )
+        def run(conn: sqlite3.Connection) -> None:
+            changes = _record(
+                conn, self._sets, tenant, fragments, merge, history, uplinks, self._watching(tenant)
+            )
+            self._tell(conn, tenant, changes, history=False)
+
+        await self._write(run)
 
     async def stored_uplinks(self, tenant: str, keys: list[UplinkKey]) -> set[UplinkKey]:
         def run(conn: sqlite3.Connection) -> set[UplinkKey]:
@@ -376,6 +440,85 @@ class SQLiteStore:
             ]
 
         return await self._read(run)
+
+    # -- temporal (store/temporal_sqlite.py) ---------------------------------------------------
+
+    async def add_history(
+        self, tenant: str, rows: list[HistoryRow], *, fresh: bool = False
+    ) -> None:
+        await self._write(lambda conn: temporal_sqlite.add_history(conn, tenant, rows))
+
+    async def history_entities(
+        self, tenant: str, scan: HistoryScan, limit: int, offset: int, count: bool
+    ) -> tuple[list[tuple[str, str]], int | None]:
+        return await self._read(
+            lambda c: temporal_sqlite.history_entities(c, tenant, scan, limit, offset, count)
+        )
+
+    async def history_instances(
+        self, tenant: str, scan: HistoryScan, ids: list[str], most: int, *, newest: bool
+    ) -> list[HistoryRow]:
+        return await self._read(
+            lambda c: temporal_sqlite.history_instances(c, tenant, scan, ids, most, newest=newest)
+        )
+
+    async def history_aggregate(
+        self, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
+    ) -> list[AggregateSeries]:
+        return await self._read(
+            lambda c: temporal_sqlite.history_aggregate(c, tenant, scan, ids, aggregation)
+        )
+
+    async def history_type(self, tenant: str, entity_id: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            if not temporal_sqlite.history_exists(conn, tenant, entity_id):
+                return None
+            return temporal_sqlite.history_type(conn, tenant, entity_id) or ""
+
+        return await self._read(run)
+
+    async def delete_history(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str | None = None,
+        dataset_id: str | None = None,
+        every_dataset: bool = False,
+    ) -> int:
+        return await self._write(
+            lambda c: temporal_sqlite.delete_history(
+                c, tenant, entity_id, attr, dataset_id, every_dataset
+            )
+        )
+
+    async def change_history_instance(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        instance_id: str,
+        change: Callable[[Instance], Instance] | None,
+    ) -> bool:
+        return await self._write(
+            lambda c: temporal_sqlite.change_history_instance(
+                c, tenant, entity_id, attr, instance_id, change
+            )
+        )
+
+    async def expire_history(
+        self,
+        before: str,
+        types: frozenset[str] | None,
+        keep: frozenset[str],
+        most_entities: int,
+        after: tuple[str, str],
+    ) -> tuple[int, tuple[str, str] | None]:
+        return await self._write(
+            lambda c: temporal_sqlite.expire_history(c, before, types, keep, most_entities, after)
+        )
+
+    async def drop_history_partitions(self, before: str) -> int:
+        return 0
 
     async def put_device(self, tenant: str, device: DeviceRecord) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -604,6 +747,50 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    # -- subscriptions and their notification outbox (store/subscriptions_sqlite.py) ----------
+
+    async def add_subscription(self, tenant: str, record: SubscriptionRecord) -> None:
+        await self._write(lambda conn: subscriptions_sqlite.add_subscription(conn, tenant, record))
+
+    async def update_subscription(self, tenant: str, record: SubscriptionRecord) -> bool:
+        return await self._write(
+            lambda conn: subscriptions_sqlite.update_subscription(conn, tenant, record)
+        )
+
+    async def delete_subscription(self, tenant: str, subscription_id: str) -> bool:
+        return await self._write(
+            lambda conn: subscriptions_sqlite.delete_subscription(conn, tenant, subscription_id)
+        )
+
+    async def get_subscription(
+        self, tenant: str, subscription_id: str
+    ) -> SubscriptionRecord | None:
+        return await self._read(
+            lambda conn: subscriptions_sqlite.get_subscription(conn, tenant, subscription_id)
+        )
+
+    async def list_subscriptions(
+        self, tenant: str | None, limit: int, offset: int
+    ) -> tuple[list[SubscriptionRecord], int]:
+        return await self._read(
+            lambda conn: subscriptions_sqlite.list_subscriptions(conn, tenant, limit, offset)
+        )
+
+    async def claim_notifications(
+        self, owner: str, now: str, lease_until: str, most: int, rows: int
+    ) -> list[Claim]:
+        return await self._write(
+            lambda conn: subscriptions_sqlite.claim(conn, owner, now, lease_until, most, rows)
+        )
+
+    async def settle_notifications(self, outcome: Delivered) -> None:
+        await self._write(lambda conn: subscriptions_sqlite.settle(conn, outcome))
+
+    async def queued_notifications(self, tenant: str, subscription_id: str) -> int:
+        return await self._read(
+            lambda conn: subscriptions_sqlite.queued(conn, tenant, subscription_id)
+        )
+
 
 _DEVICE_MARKS = ", ".join("?" for _ in range(DEVICE_COLUMNS.count(",") + 2))
 _DEVICE_UPDATE = ", ".join(f"{c.strip()} = ?" for c in DEVICE_COLUMNS.split(",")[1:])
@@ -687,8 +874,10 @@ def _record(
     merge: Merge,
     history: list[HistoryRow],
     uplinks: list[UplinkKey],
-) -> None:
-    """Store.record on the writer thread: merge or create, then history and marks."""
+    watching: bool,
+) -> list[EntityChange]:
+    """Store.record on the writer thread: merge or create, then history and marks. Returns
+    the changes, with what each entity was before when `watching` (history is already given)."""
     _ensure_tenant(conn, tenant)
     stored: dict[str, Entity] = {}
     pks: dict[str, int] = {}
@@ -702,30 +891,40 @@ def _record(
         ):
             stored[row[1]] = _entity(row)
             pks[row[1]] = row[0]
+    before = {i: copy_entity(e) for i, e in stored.items()} if watching else {}
     new, changed = merge_fragments(fragments, stored, merge)
     _write_batch(conn, sets, tenant, new, replace=False)
     _rewrite(conn, sets, tenant, {pks[e.id]: e for e in changed})
-    conn.executemany(
-        "INSERT OR IGNORE INTO history (tenant, entity_id, attr, dataset_id, observed_at, "
-        "instance) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (
-                tenant,
-                row.entity_id,
-                row.attr,
-                row.dataset_id or "",
-                row.observed_at,
-                orjson.dumps(row.instance).decode(),
-            )
-            for row in history
-        ],
-    )
+    _insert_history(conn, tenant, history)
     now = _now()
     conn.executemany(
         "INSERT OR IGNORE INTO uplinks (tenant, device, f_cnt, digest, stored_at) "
         "VALUES (?, ?, ?, ?, ?)",
         [(tenant, key.device, key.f_cnt, key.digest, now) for key in uplinks],
     )
+    if not watching:
+        return []
+    return [EntityChange(None, e) for e in new] + [EntityChange(before[e.id], e) for e in changed]
+
+
+def _stored(conn: sqlite3.Connection, tenant: str, ids: list[str]) -> dict[str, Entity]:
+    """The stored entities with these ids."""
+    found: dict[str, Entity] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id IN ({marks})",
+            (tenant, *chunk),
+        ):
+            found[row[1]] = _entity(row)
+    return found
+
+
+def _insert_history(conn: sqlite3.Connection, tenant: str, history: list[HistoryRow]) -> None:
+    """Append attribute instances to the temporal store; a row already there stays as it is."""
+    temporal_sqlite.add_history(conn, tenant, history)
 
 
 def _statements(sql: str) -> Iterable[str]:
