@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench import data, ingestion, workloads
+from bench import data, ingestion, notifications, temporal, workloads
 from bench.profiling import py_spy
 from bench.server import Server, ServerFailed, analyze, postgres_database, sqlite_database
 
@@ -44,6 +44,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "query_type_q_geo": ("<=", 50),
     "ingest_throughput": (">=", 5_000),
     "ingest_latency": ("<=", 1_000),
+    "notify_latency": ("<=", 200),
+    "temporal_hourly_avg_year": ("<=", 1.0),
+    "temporal_lastn_100": ("<=", 20),
 }
 
 
@@ -284,7 +287,52 @@ class Run:
                         )
                     self.emit(figure, backend, 1, latency)
 
+    def notify(self, backend: str) -> None:
+        """Change-to-notification latency with many subscriptions (bench/notifications.py)."""
+        subscriptions, rate, seconds = (
+            (100, 200.0, 5.0) if self.args.quick else (1000, 1000.0, 30.0)
+        )
+        with self.database(backend) as url, Server(url, 1, log_dir=self.log_dir) as server:
+            self.measure(
+                "notify_latency",
+                backend,
+                server,
+                lambda t: notifications.subscriptions_latency(
+                    t.base_url,
+                    subscriptions=subscriptions,
+                    rate=rate,
+                    seconds=seconds,
+                    batch=50,
+                    meter_pids=t.server_pids,
+                    database=t.database,
+                ),
+            )
+
+    def temporal(self, backend: str) -> None:
+        """A year of 1 000 sensors' history loaded through the store, then temporal queries
+        over HTTP (bench/temporal.py); --quick loads 20 sensors."""
+        sensors = 20 if self.args.quick else 1000
+        with self.database(backend) as url:
+            log(f"{backend}: loading {sensors} sensors x 8760 hourly readings")
+            loaded = asyncio.run(temporal.load(url, sensors, self.args.seed))
+            log(f"{backend}: loaded {loaded}")
+            with Server(url, 1, log_dir=self.log_dir) as server:
+                try:
+                    figures = temporal.run_queries(
+                        server.base_url, sensors, self.args.seed, self.args.quick
+                    )
+                except (httpx.HTTPError, OSError) as error:
+                    self.emit_error("temporal", backend, 1, error)
+                    return
+                for figure, result in figures:
+                    result["detail"]["load"] = loaded
+                    self.emit(figure, backend, 1, result)
+
     def backend(self, backend: str) -> None:
+        if "temporal" in self.args.workloads:
+            self.temporal(backend)
+        if "notify" in self.args.workloads:
+            self.notify(backend)
         if "ingest" in self.args.workloads:
             try:
                 self.ingest(backend)
@@ -372,8 +420,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workloads",
-        default="api,ingest",
-        help="comma-separated: api (the NGSI-LD figures), ingest (device data through MQTT)",
+        default="api,ingest,notify",
+        help="comma-separated: api (the NGSI-LD figures), ingest (device data through MQTT), "
+        "notify (change-to-notification latency with many subscriptions), temporal (a year "
+        "of 1 000 sensors' history; not in the default, it loads 8.8 million rows)",
     )
     return parser.parse_args(argv)
 
