@@ -14,9 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stadsnav.api.app import create_app
 from stadsnav.changes import ChangeFeed, history_rows
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.query import EntityQuery, TypeName
+from stadsnav.settings import Settings
 from stadsnav.store.base import Consequences, EntityChange, Store, UplinkKey
 from tests.test_store import BIN, LEVEL, NS, T0, T1, instance, make, store  # noqa: F401
 
@@ -250,27 +252,45 @@ def test_a_new_entity_puts_every_instance_in_history_and_an_unchanged_one_none(
     assert history_rows(EntityChange(entity, entity), T1) == []
 
 
-async def test_api_writes_are_kept_in_history(client: httpx.AsyncClient) -> None:
+THERMOMETER = {
+    "id": "urn:ngsi-ld:Thermometer:1",
+    "type": "Thermometer",
+    "temperature": {"type": "Property", "value": 4, "observedAt": "2026-11-23T08:00:00Z"},
+    "name": {"type": "Property", "value": "north gate"},
+}
+
+
+async def history_after_create_and_patch(client: httpx.AsyncClient) -> list[tuple[str, Any]]:
     base = "/ngsi-ld/v1/entities"
-    body = {
-        "id": "urn:ngsi-ld:Thermometer:1",
-        "type": "Thermometer",
-        "temperature": {"type": "Property", "value": 4, "observedAt": "2026-11-23T08:00:00Z"},
-        "name": {"type": "Property", "value": "north gate"},
-    }
-    assert (await client.post(base, json=body)).status_code == 201
+    assert (await client.post(base, json=THERMOMETER)).status_code == 201
     patch = {"temperature": {"type": "Property", "value": 5, "observedAt": "2026-11-23T09:00:00Z"}}
     answer = await client.patch(f"{base}/urn:ngsi-ld:Thermometer:1/attrs", json=patch)
     assert answer.status_code == 204, answer.text
     kept = client._transport.app.state.services.broker.store  # type: ignore[attr-defined]
     rows = await kept.history("", "urn:ngsi-ld:Thermometer:1")
-    found = sorted((r.attr.rsplit("/", 1)[-1], r.instance["value"]) for r in rows)
-    assert found == [("name", "north gate"), ("temperature", 4), ("temperature", 5)]
+    return sorted((r.attr.rsplit("/", 1)[-1], r.instance["value"]) for r in rows)
+
+
+async def test_api_writes_keep_their_observations_in_history(client: httpx.AsyncClient) -> None:
+    assert await history_after_create_and_patch(client) == [("temperature", 4), ("temperature", 5)]
+
+
+@pytest.mark.parametrize("mode", ["all", "off"])
+async def test_api_writes_keep_all_or_nothing_in_history_when_set_so(
+    settings: Settings, mode: str
+) -> None:
+    app = create_app(settings.model_copy(update={"history_api_writes": mode}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            found = await history_after_create_and_patch(client)
+    expected = [("name", "north gate"), ("temperature", 4), ("temperature", 5)]
+    assert found == (expected if mode == "all" else [])
 
 
 def test_the_feed_asks_the_subscriptions_only_for_watched_tenants() -> None:
     watched = Recorder(watching=False)
-    feed = ChangeFeed(watched, history=False)
+    feed = ChangeFeed(watched, history="off")
     found = feed.consequences("", [EntityChange(None, make("urn:ngsi-ld:X:1"))], T1)
     assert found.history == []
     assert watched.told == []

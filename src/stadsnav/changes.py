@@ -8,17 +8,21 @@ observation, so only the notifications are taken from here for it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from stadsnav.ngsild.entity import Entity
 from stadsnav.store.base import ChangeObserver, Consequences, EntityChange, HistoryRow
 
+# Which instances written through the API go to history: all of them, only observations
+# (those with an observedAt, as with device data), or none.
+HistoryMode = Literal["all", "observed", "off"]
+
 
 class ChangeFeed:
-    """The store's observer: history for every write, notifications from `subscriptions`."""
+    """The store's observer: history rows for API writes, notifications from `subscriptions`."""
 
     def __init__(
-        self, subscriptions: ChangeObserver | None = None, *, history: bool = True
+        self, subscriptions: ChangeObserver | None = None, *, history: HistoryMode = "observed"
     ) -> None:
         self.subscriptions = subscriptions
         self.history = history
@@ -32,15 +36,19 @@ class ChangeFeed:
             if self.subscriptions is not None and self.subscriptions.watching(tenant)
             else Consequences()
         )
-        if self.history:
-            found.history = [row for change in changes for row in history_rows(change, at)]
+        if self.history != "off":
+            observed = self.history == "observed"
+            found.history = [
+                row for change in changes for row in history_rows(change, at, observed=observed)
+            ]
         return found
 
 
-def history_rows(change: EntityChange, at: str) -> list[HistoryRow]:
+def history_rows(change: EntityChange, at: str, *, observed: bool = False) -> list[HistoryRow]:
     """The attribute instances a write put into an entity: each one that is not, as it is, in
-    what the entity was before (all of them when the entity is new or was replaced whole).
-    An instance is dated by its observedAt, else by when it was written."""
+    what the entity was before (all of them when the entity is new or was replaced whole);
+    with `observed`, only those with an observedAt. An instance is dated by its observedAt,
+    else by when it was written."""
     after = change.after
     if after is None:
         return []
@@ -49,10 +57,10 @@ def history_rows(change: EntityChange, at: str) -> list[HistoryRow]:
     for attr, instances in after.attrs.items():
         previous = [] if before is None else before.attrs.get(attr, [])
         for instance in instances:
-            if instance in previous:
+            if (observed and "observedAt" not in instance) or instance in previous:
                 continue
-            observed = instance.get("observedAt") or instance.get("modifiedAt") or at
-            rows.append(_row(after, attr, instance, observed))
+            when = instance.get("observedAt") or instance.get("modifiedAt") or at
+            rows.append(_row(after, attr, instance, when))
     return rows
 
 

@@ -3,6 +3,8 @@ defaults) and passed down; nothing reads the environment at import time."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,10 +56,12 @@ class Settings(BaseSettings):
     expiry_interval: float = Field(
         5.0, description="Seconds between sweeps that delete expired transient entities."
     )
-    history_api_writes: bool = Field(
-        True,
-        description="Keep every attribute instance written through the NGSI-LD API in history "
-        "(the temporal API), not only device observations.",
+    history_api_writes: Literal["all", "observed", "off"] = Field(
+        "observed",
+        description="Which attribute instances written through the NGSI-LD API are kept in "
+        "history (the temporal API): `observed`, those with an observedAt (measurements, as "
+        "with device data); `all`, every one (a batch write then costs about twice as much); "
+        "`off`, none (device data and the temporal write operations still are).",
     )
     ingest_batch_max: int = Field(
         500, ge=1, description="Most device messages stored together in one transaction."

@@ -2,28 +2,33 @@
 
 Functions take the connection of the thread they run on (the writer's for writes). Rows are
 keyed (tenant, entity, attribute, observedAt, datasetId), so one attribute's instances are read
-in time order; aggregation runs in Python (ngsild/temporal.py), with the results PostgreSQL
-computes in SQL.
+in time order; aggregation over periods of whole seconds is grouped in SQL, anything else
+runs in Python (ngsild/temporal.py), with the results PostgreSQL computes.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import sqlite3
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from stadsnav.ngsild.entity import Instance
-from stadsnav.ngsild.names import format_datetime
+from stadsnav.ngsild.names import format_datetime, parse_datetime
 from stadsnav.ngsild.temporal import (
+    AggregatePage,
     AggregateSeries,
     Aggregation,
     HistoryScan,
+    PeriodWindow,
     aggregate_series,
+    aggregated_json,
     instance_time,
     is_number,
+    period_window,
     value_of,
 )
 from stadsnav.store.base import DEFAULT_TENANT, HistoryRow
@@ -32,8 +37,14 @@ _TIME_COLUMN = {"observedAt": "observed_at", "createdAt": "created_at", "modifie
 _ROW = "h.entity_id, h.attr, h.dataset_id, h.observed_at, h.instance_id, h.instance"
 
 
+# Instance ids are opaque: a random prefix per process and a counter make them unique at a
+# fraction of a uuid4's cost, which showed in every history row written.
+_INSTANCE_PREFIX = f"urn:ngsi-ld:Instance:{os.urandom(8).hex()}-"
+_instance_numbers = itertools.count(1)
+
+
 def new_instance_id() -> str:
-    return f"urn:ngsi-ld:Instance:{uuid.uuid4().hex}"
+    return f"{_INSTANCE_PREFIX}{next(_instance_numbers):x}"
 
 
 def history_values(tenant: str, row: HistoryRow) -> tuple[Any, ...]:
@@ -140,6 +151,26 @@ def history_entities(
     return [(i, t) for i, t in found], total
 
 
+def _pairs(
+    conn: sqlite3.Connection, tenant: str, scan: HistoryScan, ids: list[str]
+) -> list[tuple[str, str]]:
+    """The (entity, attribute) pairs to read: every attribute asked for, else those stored,
+    found by skipping from one attribute to the next in the key (not a scan of the history)."""
+    if scan.attrs is not None:
+        return [(e, a) for e in ids for a in scan.attrs]
+    pairs = []
+    for entity_id in ids:
+        found = conn.execute(
+            "WITH RECURSIVE s(a) AS (SELECT (SELECT min(attr) FROM history WHERE tenant = ?1 "
+            "AND entity_id = ?2) UNION ALL SELECT (SELECT min(attr) FROM history "
+            "WHERE tenant = ?1 AND entity_id = ?2 AND attr > s.a) FROM s WHERE s.a IS NOT NULL) "
+            "SELECT a FROM s WHERE a IS NOT NULL",
+            (tenant, entity_id),
+        )
+        pairs += [(entity_id, a) for (a,) in found]
+    return pairs
+
+
 def history_instances(
     conn: sqlite3.Connection,
     tenant: str,
@@ -150,20 +181,26 @@ def history_instances(
     newest: bool,
 ) -> list[HistoryRow]:
     """Per entity and attribute at most `most` instances, the oldest (or the newest), returned
-    oldest first."""
-    params: list[Any] = [tenant, orjson.dumps(ids).decode()]
+    oldest first: each attribute's rows read straight from the key, forwards or backwards."""
+    params: list[Any] = []
     where = _row_filter(scan, params)
     column = "h." + _TIME_COLUMN[scan.time.timeproperty]
     order = "DESC" if newest else "ASC"
     sql = (
-        f"SELECT * FROM (SELECT {_ROW}, {column} AS t, row_number() OVER "
-        f"(PARTITION BY h.entity_id, h.attr ORDER BY {column} {order}, h.dataset_id) AS n "
-        "FROM history h WHERE h.tenant = ? AND h.entity_id IN (SELECT value FROM json_each(?))"
-        f"{where}) WHERE n <= ? ORDER BY entity_id, attr, t, dataset_id"
+        f"SELECT {_ROW}, {column} FROM history h WHERE h.tenant = ? AND h.entity_id = ? "
+        f"AND h.attr = ?{where} ORDER BY {column} {order}, h.dataset_id {order} LIMIT ?"
     )
+    found = []
+    for entity_id, attr in _pairs(conn, tenant, scan, ids):
+        rows = conn.execute(sql, (tenant, entity_id, attr, *params, most)).fetchall()
+        if newest:
+            rows.reverse()
+        found += rows
+    if scan.time.timeproperty != "observedAt":
+        found.sort(key=lambda r: (r[0], r[1], r[6], r[2]))
     return [
         HistoryRow(e, a, d or None, o, orjson.loads(i), instance_id=k)
-        for e, a, d, o, k, i, _, _ in conn.execute(sql, (*params, most))
+        for e, a, d, o, k, i, _ in found
     ]
 
 
@@ -173,26 +210,181 @@ def history_aggregate(
     scan: HistoryScan,
     ids: list[str],
     aggregation: Aggregation,
+) -> AggregatePage:
+    """Aggregated values, at most aggregation.most_periods periods per attribute (counted
+    from the one holding the first selected instance). Periods of whole seconds are grouped
+    in SQL; calendar periods, stddev and distinctCount in Python (ngsild/temporal.py)."""
+    pairs = _pairs(conn, tenant, scan, ids)
+    if not pairs:
+        return AggregatePage([])
+    period = aggregation.period
+    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    if period.is_zero:
+        return AggregatePage(_in_python(conn, tenant, scan, pairs, aggregation, None))
+    firsts = [
+        row[0]
+        for row in (
+            _series_rows(conn, tenant, scan, pair, f"min({column})").fetchone() for pair in pairs
+        )
+        if row is not None and row[0] is not None
+    ]
+    if not firsts:
+        return AggregatePage([])
+    first = parse_datetime(min(firsts), "time")
+    window = period_window(scan.time, period, first, aggregation.most_periods)
+    start = window.edges[0]
+    whole_seconds = (
+        period.months == 0
+        and period.seconds == int(period.seconds)
+        and start.microsecond == 0
+        and not {"stddev", "distinctCount"} & set(aggregation.methods)
+    )
+    if whole_seconds:
+        series = _in_sql(conn, tenant, scan, pairs, aggregation, window)
+    else:
+        series = _in_python(conn, tenant, scan, pairs, aggregation, window)
+    cut = None
+    if window.more_after is not None:
+        bound = f" AND {column} >= ?"
+        for pair in pairs:
+            more = _series_rows(conn, tenant, scan, pair, "1", bound, [window.more_after])
+            if more.fetchone() is not None:
+                cut = (window.range_start, window.stop)
+                break
+    return AggregatePage(series, cut)
+
+
+def _series_rows(
+    conn: sqlite3.Connection,
+    tenant: str,
+    scan: HistoryScan,
+    pair: tuple[str, str],
+    what: str,
+    extra: str = "",
+    extra_params: list[Any] | None = None,
+) -> sqlite3.Cursor:
+    params: list[Any] = [tenant, *pair]
+    where = _row_filter(scan, params)
+    return conn.execute(
+        f"SELECT {what} FROM history h WHERE h.tenant = ? AND h.entity_id = ? AND h.attr = ?"
+        f"{where}{extra} LIMIT 1",
+        (*params, *(extra_params or [])),
+    )
+
+
+def _in_sql(
+    conn: sqlite3.Connection,
+    tenant: str,
+    scan: HistoryScan,
+    pairs: list[tuple[str, str]],
+    aggregation: Aggregation,
+    window: PeriodWindow,
 ) -> list[AggregateSeries]:
-    params: list[Any] = [tenant, orjson.dumps(ids).decode()]
+    """Periods of whole seconds: each row's period number from its Unix time, grouped in SQL;
+    the JSON of each series made here from the numbers."""
+    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    methods = aggregation.methods
+    origin = int(window.edges[0].timestamp())
+    step = int(aggregation.period.seconds)
+    texts = window.texts
+    strings = bool({"min", "max"} & set(methods))
+    text = (
+        "CASE WHEN h.num IS NULL AND json_type(h.instance, '$.value') = 'text' "
+        "THEN json_extract(h.instance, '$.value') END"
+    )
+    extremes = f"min({text}), max({text})" if strings else "NULL, NULL"
+    params: list[Any] = [origin, step, tenant]
+    where = _row_filter(scan, params)
+    sql = (
+        f"SELECT h.dataset_id, (unixepoch({column}) - ?) / ? AS i, count(*), count(h.num), "
+        f"sum(h.num), avg(h.num), min(h.num), max(h.num), sum(h.num * h.num), {extremes} "
+        "FROM history h WHERE h.tenant = ? AND h.entity_id = ? AND h.attr = ?"
+        f"{where} AND {column} >= ? AND {column} < ? GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    bounds = [format_datetime(window.edges[0]), format_datetime(window.edges[-1])]
+    series = []
+    for entity_id, attr in pairs:
+        rows = conn.execute(sql, (origin, step, tenant, entity_id, attr, *params[3:], *bounds))
+        by_dataset: dict[str, dict[str, list[list[Any]]]] = {}
+        for dataset, i, n, nums, total, mean, low, high, squares, low_text, high_text in rows:
+            results = by_dataset.get(dataset)
+            if results is None:
+                results = by_dataset[dataset] = {m: [] for m in methods}
+            span = texts[i], texts[i + 1]
+            for method in methods:
+                if method == "totalCount":
+                    value: Any = n
+                elif method in ("min", "max"):
+                    if nums:
+                        value = float(low if method == "min" else high)
+                    else:
+                        value = low_text if method == "min" else high_text
+                elif not nums:
+                    value = None
+                else:
+                    value = float(
+                        total if method == "sum" else mean if method == "avg" else squares
+                    )
+                if value is not None:
+                    results[method].append([value, *span])
+        if not by_dataset:
+            continue
+        kind = _kind(conn, tenant, entity_id, attr)
+        for dataset, results in by_dataset.items():
+            series.append(
+                AggregateSeries(
+                    entity_id,
+                    attr,
+                    dataset or None,
+                    kind,
+                    {m: orjson.dumps(v).decode() for m, v in results.items()},
+                )
+            )
+    return series
+
+
+def _kind(conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str) -> str:
+    """The attribute type of an entity attribute, from its latest instance."""
+    row = conn.execute(
+        "SELECT json_extract(instance, '$.type') FROM history WHERE tenant = ? "
+        "AND entity_id = ? AND attr = ? ORDER BY observed_at DESC, dataset_id DESC LIMIT 1",
+        (tenant, entity_id, attr),
+    ).fetchone()
+    return str(row[0]) if row is not None and row[0] else "Property"
+
+
+def _in_python(
+    conn: sqlite3.Connection,
+    tenant: str,
+    scan: HistoryScan,
+    pairs: list[tuple[str, str]],
+    aggregation: Aggregation,
+    window: PeriodWindow | None,
+) -> list[AggregateSeries]:
+    """The reference aggregation (ngsild/temporal.py) over the rows of each series."""
+    params: list[Any] = []
     where = _row_filter(scan, params)
     column = "h." + _TIME_COLUMN[scan.time.timeproperty]
-    rows = conn.execute(
-        f"SELECT h.entity_id, h.attr, h.dataset_id, {column}, h.instance FROM history h "
-        f"WHERE h.tenant = ? AND h.entity_id IN (SELECT value FROM json_each(?)){where} "
-        f"ORDER BY h.entity_id, h.attr, h.dataset_id, {column}",
-        params,
+    if window is not None:
+        where += f" AND {column} >= ? AND {column} < ?"
+        params += [format_datetime(window.edges[0]), format_datetime(window.edges[-1])]
+    sql = (
+        f"SELECT h.dataset_id, {column}, h.instance FROM history h WHERE h.tenant = ? "
+        f"AND h.entity_id = ? AND h.attr = ?{where} ORDER BY h.dataset_id, {column}"
     )
-    series: dict[tuple[str, str, str], tuple[list[tuple[str, Any]], list[str]]] = {}
-    for entity_id, attr, dataset, moment, text in rows:
-        instance = orjson.loads(text)
-        values, kinds = series.setdefault((entity_id, attr, dataset), ([], []))
-        values.append((moment, value_of(instance)))
-        kinds[:] = [instance.get("type", "Property")]
-    return [
-        AggregateSeries(e, a, d or None, kinds[0], aggregate_series(values, aggregation, scan.time))
-        for (e, a, d), (values, kinds) in series.items()
-    ]
+    series = []
+    for entity_id, attr in pairs:
+        by_dataset: dict[str, tuple[list[tuple[str, Any]], list[str]]] = {}
+        for dataset, moment, text in conn.execute(sql, (tenant, entity_id, attr, *params)):
+            instance = orjson.loads(text)
+            values, kinds = by_dataset.setdefault(dataset, ([], []))
+            values.append((canonical(moment), value_of(instance)))
+            kinds[:] = [instance.get("type", "Property")]
+        for dataset, (values, kinds) in by_dataset.items():
+            results = aggregate_series(values, aggregation, scan.time)
+            texts = {m: aggregated_json(t) for m, t in results.items()}
+            series.append(AggregateSeries(entity_id, attr, dataset or None, kinds[0], texts))
+    return series
 
 
 def history_exists(conn: sqlite3.Connection, tenant: str, entity_id: str) -> bool:
