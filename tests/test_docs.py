@@ -53,3 +53,8 @@ def test_the_readme_tour_runs_as_written(live_server: str) -> None:
     # The device part: the uplink's decoded fill level on the bin, the bad one kept aside.
     assert '"fillingLevel":0.1536' in done.stdout
     assert '"stage":"decode"' in done.stdout
+    # The subscription is listed, and the uplink's reading is in the bin's history.
+    assert '"q":"fillingLevel>0.8"' in done.stdout
+    compact = done.stdout.replace(" ", "")
+    assert '"values":[[0.1536,"2026-11-23T08:00:00' in compact
+    assert '"max":[[0.1536,"2026-11-23T00:00:00Z","2026-11-24T00:00:00Z"]]' in compact
