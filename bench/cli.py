@@ -318,8 +318,14 @@ class Run:
             log(f"{backend}: loaded {loaded}")
             with Server(url, 1, log_dir=self.log_dir) as server:
                 try:
+                    database = url.rsplit("/", 1)[1] if backend == "postgres" else None
                     figures = temporal.run_queries(
-                        server.base_url, sensors, self.args.seed, self.args.quick
+                        server.base_url,
+                        sensors,
+                        self.args.seed,
+                        self.args.quick,
+                        server.pids(),
+                        database,
                     )
                 except (httpx.HTTPError, OSError) as error:
                     self.emit_error("temporal", backend, 1, error)

@@ -36,6 +36,7 @@ class Receiver:
         self.notifications = 0
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._open: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.changed = asyncio.Event()
 
     async def __aenter__(self) -> Receiver:
@@ -46,6 +47,12 @@ class Receiver:
     async def __aexit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.close()
+            # End the connections' tasks here, not cancelled at the loop's end (which asyncio
+            # reports as errors).
+            for writer in self._open.values():
+                writer.close()
+            if self._open:
+                await asyncio.wait(list(self._open), timeout=2)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
@@ -54,6 +61,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/notify"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open[task] = writer
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -69,6 +79,7 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self._open.pop(task, None)
             writer.close()
 
     def _note(self, body: bytes, now: float) -> None:

@@ -95,7 +95,8 @@ async def test_attribute_deleted_trigger_and_watched_attributes(
     await receiver.wait(2)
     updated, deleted = receiver.entities()
     assert updated["status"]["value"] == "full"
-    assert "status" not in deleted
+    # A deleted attribute is shown with the NGSI-LD null (clause 4.5.x).
+    assert deleted["status"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
 
 
 async def test_entity_selectors_by_id_pattern_and_type(
@@ -211,6 +212,21 @@ async def test_headers_receiver_info_tenant_and_jsonld(
     assert linked.headers["Content-Type"] == "application/ld+json"
     assert "Link" not in linked.headers
     assert "ngsi-ld-core-context" in linked.body["@context"]
+    # Each entity in a JSON-LD notification carries the @context too.
+    assert all("@context" in entity for entity in linked.body["data"])
+
+
+async def test_a_json_notification_links_the_subscriptions_own_context(
+    api: httpx.AsyncClient, receiver: Receiver, context_server: str
+) -> None:
+    city = f"{context_server}/city.jsonld"
+    body = {**subscription(receiver.url), "@context": [city]}
+    created = await api.post(S, json=body, headers={"Content-Type": "application/ld+json"})
+    assert created.status_code == 201, created.text
+    await asyncio.sleep(0.3)
+    await api.post(E, json=bin_entity(f"{BIN}1"))
+    await receiver.wait(1)
+    assert receiver.received[0].headers["Link"].startswith(f"<{city}>")
 
 
 async def subscribe_in(api: httpx.AsyncClient, headers: dict[str, str], body: Any) -> None:
@@ -312,3 +328,22 @@ async def test_changes_of_one_entity_arrive_in_order(
         values = [e["fillingLevel"]["value"] for e in receiver.entities() if e["id"] == f"{BIN}{n}"]
         assert values == sorted(values)
         assert len(values) == 15
+
+
+async def test_deleted_entity_with_show_changes_shows_its_last_values(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await api.post(E, json=bin_entity(f"{BIN}1", level=0.4))
+    body = subscription(receiver.url, notificationTrigger=["entityDeleted"])
+    body["notification"]["showChanges"] = True
+    body["notification"]["sysAttrs"] = True
+    await subscribe(api, body)
+    await asyncio.sleep(0.3)
+    assert (await api.delete(f"{E}/{BIN}1")).status_code == 204
+    await receiver.wait(1)
+    [gone] = receiver.entities()
+    level = gone["fillingLevel"]
+    assert level["value"] == "urn:ngsi-ld:null"
+    assert level["previousValue"] == 0.4
+    assert level["deletedAt"] == gone["deletedAt"]
+    assert "createdAt" in gone

@@ -42,23 +42,36 @@ async def test_create_retrieve_update_delete(api: httpx.AsyncClient) -> None:
     assert shown["watchedAttributes"] == ["fillingLevel"]
     assert shown["q"] == "fillingLevel>0.9"
     assert shown["status"] == "active"
-    assert shown["isActive"] is True
+    assert "isActive" not in shown  # shown as given; the status says it is active
     assert shown["notification"]["format"] == "keyValues"
     assert shown["notification"]["endpoint"] == {"uri": HOOK, "accept": "application/json"}
-    assert shown["createdAt"] == shown["modifiedAt"]
+    assert "createdAt" not in shown  # system members only with options=sysAttrs
+    with_sys = (await api.get(f"{S}/urn:ngsi-ld:Subscription:s1?options=sysAttrs")).json()
+    assert with_sys["createdAt"] == with_sys["modifiedAt"]
 
+    # A fragment's notification replaces the whole notification (clause 5.8.2).
+    notification = {"format": "concise", "endpoint": {"uri": HOOK}}
     patched = await api.patch(
         f"{S}/urn:ngsi-ld:Subscription:s1",
-        json={"isActive": False, "q": None, "notification": {"format": "concise"}},
+        json={"isActive": False, "q": None, "notification": notification},
     )
     assert patched.status_code == 204, patched.text
-    shown = (await api.get(f"{S}/urn:ngsi-ld:Subscription:s1")).json()
+    shown = (await api.get(f"{S}/urn:ngsi-ld:Subscription:s1?options=sysAttrs")).json()
     assert shown["isActive"] is False
     assert shown["status"] == "paused"
     assert "q" not in shown
     assert shown["notification"]["format"] == "concise"
-    assert shown["notification"]["attributes"] == ["fillingLevel"]
+    assert "attributes" not in shown["notification"]
     assert shown["modifiedAt"] > shown["createdAt"]
+    incomplete = await api.patch(
+        f"{S}/urn:ngsi-ld:Subscription:s1", json={"notification": {"format": "keyValues"}}
+    )
+    assert incomplete.status_code == 400
+    past = await api.patch(
+        f"{S}/urn:ngsi-ld:Subscription:s1", json={"expiresAt": "2000-01-01T00:00:00Z"}
+    )
+    assert past.status_code == 400
+    assert past.json()["type"].endswith("BadRequestData")
 
     assert (await api.delete(f"{S}/urn:ngsi-ld:Subscription:s1")).status_code == 204
     gone = await api.get(f"{S}/urn:ngsi-ld:Subscription:s1")
@@ -260,3 +273,13 @@ def test_the_validator_accepts_or_refuses_but_never_breaks(doc: dict[str, Any]) 
     ctx = Context.build()
     with contextlib.suppress(NgsiLdError):
         parse_subscription(prepare_new(doc, "urn:ngsi-ld:Subscription:h"), ctx)
+
+
+async def test_a_jsonld_context_that_cannot_be_fetched_is_refused_at_creation(
+    api: httpx.AsyncClient,
+) -> None:
+    body = subscription(HOOK, jsonldContext="http://127.0.0.1:9/no-such-context.jsonld")
+    answer = await api.post(S, json=body)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["type"].endswith("LdContextNotAvailable")
+    assert (await api.get(S)).json() == []

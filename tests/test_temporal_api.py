@@ -278,6 +278,13 @@ async def test_every_temporal_write_operation(client: httpx.AsyncClient) -> None
     body = (await client.get(f"{T}/{SENSOR}")).json()
     assert [i["value"] for i in body["temperature"]] == [1.0, 2.5, 3.0]
     assert body["temperature"][1]["instanceId"] == instance
+    # The instance alone, without the attribute around it, is taken too.
+    bare = await client.patch(
+        f"{T}/{SENSOR}/attrs/temperature/{instance}", json={"type": "Property", "value": 2.6}
+    )
+    assert bare.status_code == 204, bare.text
+    body = (await client.get(f"{T}/{SENSOR}")).json()
+    assert [i["value"] for i in body["temperature"]] == [1.0, 2.6, 3.0]
     removed = await client.delete(f"{T}/{SENSOR}/attrs/temperature/{instance}")
     assert removed.status_code == 204
     gone = await client.delete(f"{T}/{SENSOR}/attrs/temperature/{instance}")
@@ -330,6 +337,8 @@ async def test_every_temporal_write_operation(client: httpx.AsyncClient) -> None
             {"type": "Sensor", "timerel": "after", "timeAt": "2026-01-01T00:00:00Z", "x": "1"},
             "InvalidRequest",
         ),
+        # A query selects by something: type, attrs, id, q, geo or scope (clause 5.7.3).
+        ({"timerel": "after", "timeAt": "2026-01-01T00:00:00Z"}, None),
     ],
 )
 async def test_bad_temporal_queries_are_problems(
@@ -356,3 +365,165 @@ async def test_history_written_by_device_data_and_api_writes_is_queryable(
     )
     body = (await client.get(f"{T}/{SENSOR}", params={"options": "temporalValues"})).json()
     assert body["temperature"]["values"] == [[1, short(T0)], [2, short(T0 + timedelta(hours=1))]]
+
+
+async def test_aggregated_periods_come_in_pages_with_a_content_range(
+    small_pages: httpx.AsyncClient,
+) -> None:
+    """At most temporal_max_instances (5) periods per attribute an answer; the rest follow
+    from where the Content-Range ends, the periods aligned as in one answer."""
+    client = small_pages
+    first = T0 + timedelta(days=3)  # long after timeAt: no empty pages before the data
+    values = {
+        sensor: [(first + timedelta(minutes=20 * i + n), float(i * (n + 1))) for i in range(37)]
+        for n, sensor in enumerate([SENSOR, "urn:ngsi-ld:Sensor:s2"])
+    }
+    for sensor, readings_ in values.items():
+        await client.post(T, json=temporal_entity(sensor, readings_))
+    start, end = T0, T0 + timedelta(days=10)
+    query = {
+        "type": "Sensor",
+        "timerel": "between",
+        "endTimeAt": iso(end),
+        "options": "aggregatedValues",
+        "aggrMethods": "avg,totalCount,max",
+        "aggrPeriodDuration": "PT1H",
+    }
+    got: dict[str, dict[str, list[list[Any]]]] = {
+        s: {"avg": [], "totalCount": [], "max": []} for s in values
+    }
+    at, pages = start, 0
+    while True:
+        response = await client.get(T, params={**query, "timeAt": iso(at)})
+        pages += 1
+        for entity in response.json():
+            for method, triples in entity["temperature"].items():
+                if method != "type":
+                    got[entity["id"]][method] += triples
+                    assert len(triples) <= 5
+        if response.status_code == 200:
+            assert "Content-Range" not in response.headers
+            break
+        assert response.status_code == 206, response.text
+        unit, _, rest = response.headers["Content-Range"].partition(" ")
+        assert unit == "date-time"
+        assert rest.endswith("/*")
+        begin, following = rest[:-2].split("Z-")
+        assert begin + "Z" == short(at)
+        at = datetime.fromisoformat(following)
+    # 37 readings 20 minutes apart: 13 hours, so 3 pages of at most 5 hours.
+    assert pages == 3
+    for sensor, readings_ in values.items():
+        want = expected_aggregates(readings_, start, timedelta(hours=1))
+        for method in ("avg", "totalCount", "max"):
+            assert_close(got[sensor][method], want[method])
+
+
+async def test_aggregated_pages_of_an_open_range_and_calendar_months(
+    small_pages: httpx.AsyncClient,
+) -> None:
+    client = small_pages
+    values = [
+        (datetime(2024, m, 10, tzinfo=UTC) + timedelta(days=31 * k), 1.0)
+        for k in range(8)
+        for m in (1,)
+    ]
+    await client.post(T, json=temporal_entity(SENSOR, values))
+    query = {
+        "options": "aggregatedValues",
+        "aggrMethods": "totalCount",
+        "aggrPeriodDuration": "P1M",
+    }
+    first = await client.get(f"{T}/{SENSOR}", params=query)
+    assert first.status_code == 206
+    assert first.headers["Content-Range"] == "date-time 2024-01-01T00:00:00Z-2024-06-01T00:00:00Z/*"
+    counts = first.json()["temperature"]["totalCount"]
+    assert [c[1] for c in counts] == [f"2024-{m:02d}-01T00:00:00Z" for m in range(1, 6)]
+    rest = await client.get(
+        f"{T}/{SENSOR}", params={**query, "timerel": "after", "timeAt": "2024-06-01T00:00:00Z"}
+    )
+    assert rest.status_code == 200
+    counts += rest.json()["temperature"]["totalCount"]
+    assert sum(c[0] for c in counts) == len(values)
+    assert counts[-1][1:] == ["2024-08-01T00:00:00Z", "2024-09-01T00:00:00Z"]
+
+
+async def test_last_n_of_every_attribute_and_dataset(client: httpx.AsyncClient) -> None:
+    moments = [T0 + timedelta(minutes=i) for i in range(10)]
+    entity = {
+        "id": SENSOR,
+        "type": "Sensor",
+        "temperature": [
+            {"type": "Property", "value": i, "observedAt": iso(m)} for i, m in enumerate(moments)
+        ]
+        + [
+            {"type": "Property", "value": 100 + i, "observedAt": iso(m), "datasetId": "urn:d:b"}
+            for i, m in enumerate(moments[:4])
+        ],
+        "humidity": [
+            {"type": "Property", "value": 50 + i, "observedAt": iso(moments[i])} for i in range(3)
+        ],
+    }
+    await client.post(T, json=entity)
+    body = (await client.get(f"{T}/{SENSOR}", params={"lastN": "2"})).json()
+    assert [i["value"] for i in body["humidity"]] == [51, 52]
+    # lastN counts the instances of an attribute, every datasetId together: the newest two.
+    assert [i["value"] for i in body["temperature"]] == [8, 9]
+    old = await client.get(
+        f"{T}/{SENSOR}",
+        params={
+            "lastN": "3",
+            "timerel": "before",
+            "timeAt": iso(moments[4]),
+            "attrs": "temperature",
+        },
+    )
+    shown = old.json()["temperature"]
+    assert sorted(i["value"] for i in shown) == [3, 102, 103]
+
+
+async def test_retrieving_attributes_an_entity_never_had_is_not_found(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post(T, json=temporal_entity(SENSOR, readings(3, 3)))
+    found = await client.get(f"{T}/{SENSOR}", params={"attrs": "temperature"})
+    assert found.status_code == 200, found.text
+    assert_problem(
+        await client.get(f"{T}/{SENSOR}", params={"attrs": "noSuchAttribute"}),
+        404,
+        "ResourceNotFound",
+    )
+
+
+async def test_pick_and_omit_shape_temporal_answers(client: httpx.AsyncClient) -> None:
+    await client.post(T, json=temporal_entity(SENSOR, readings(3, 3)))
+    picked = (await client.get(f"{T}/{SENSOR}", params={"pick": "id,temperature"})).json()
+    assert set(picked) == {"id", "temperature"}
+    omitted = (await client.get(f"{T}/{SENSOR}", params={"omit": "temperature"})).json()
+    assert "temperature" not in omitted
+    assert omitted["id"] == SENSOR
+    listed = await client.get(
+        T,
+        params={
+            "type": "Sensor",
+            "timerel": "after",
+            "timeAt": "2000-01-01T00:00:00Z",
+            "pick": "temperature",
+        },
+    )
+    assert [set(e) for e in listed.json()] == [{"temperature"}]
+    assert_problem(
+        await client.get(f"{T}/{SENSOR}", params={"pick": "noSuchAttribute"}),
+        404,
+        "ResourceNotFound",
+    )
+    assert_problem(
+        await client.get(f"{T}/{SENSOR}", params={"pick": "id", "omit": "type"}),
+        400,
+        "BadRequestData",
+    )
+    assert_problem(
+        await client.get(f"{T}/{SENSOR}", params={"pick": "id", "attrs": "temperature"}),
+        400,
+        "BadRequestData",
+    )

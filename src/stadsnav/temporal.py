@@ -20,6 +20,7 @@ from stadsnav.ngsild.entity import (
 )
 from stadsnav.ngsild.errors import BadRequestData, NonexistentTenant, ResourceNotFound
 from stadsnav.ngsild.names import check_uri, format_datetime
+from stadsnav.ngsild.projection import WHOLE
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.ngsild.render import Representation
 from stadsnav.ngsild.temporal import (
@@ -94,7 +95,13 @@ class Temporal:
         if kind is None:
             raise ResourceNotFound(f"Entity {entity_id} has no temporal representation")
         scan = replace(request.scan, ids=(entity_id,))
-        return await self._render(tenant, [(entity_id, kind)], replace(request, scan=scan), ctx)
+        found = await self._render(tenant, [(entity_id, kind)], replace(request, scan=scan), ctx)
+        if not found.entities or (
+            scan.attrs is not None and not _has_attributes(found.entities[0])
+        ):
+            # As with a core retrieval whose `attrs` or `pick` leave nothing of the entity.
+            raise ResourceNotFound(f"Entity {entity_id} has no history of those attributes")
+        return found
 
     async def _render(
         self,
@@ -108,15 +115,22 @@ class Temporal:
         current = await self.store.get_many(tenant, ids) if ids else {}
         types = {i: current[i].types if i in current else ([t] if t else []) for i, t in page}
         if request.aggregation is not None:
-            series = await self.store.history_aggregate(
-                tenant, request.scan, ids, request.aggregation
-            )
+            if not ids:
+                return TemporalResult([], total)
+            # At most max_instances periods per attribute (clause 6.3.10, as for instances):
+            # beyond, the periods every attribute has whole, said as a Content-Range.
+            aggregation = replace(request.aggregation, most_periods=self.max_instances)
+            found = await self.store.history_aggregate(tenant, request.scan, ids, aggregation)
             grouped: dict[str, dict[str, dict[str | None, tuple[str, Any]]]] = {}
-            for s in series:
+            for s in found.series:
                 attrs = grouped.setdefault(s.entity_id, {})
                 attrs.setdefault(s.attr, {})[s.dataset_id] = (s.kind, s.results)
             bodies = [render_aggregated(i, types[i], grouped.get(i, {}), ctx) for i in ids]
-            return TemporalResult(bodies, total)
+            content_range = None
+            if found.content_range is not None:
+                start, stop = found.content_range
+                content_range = f"date-time {_short(start)}-{_short(stop)}/*"
+            return TemporalResult(_projected(bodies, request.rep, ctx), total, content_range)
         rows, content_range = await self._instances(tenant, request, ids)
         by_entity: dict[str, list[HistoryInstance]] = {}
         for row in rows:
@@ -131,7 +145,7 @@ class Temporal:
             )
             for i in ids
         ]
-        return TemporalResult(bodies, total, content_range)
+        return TemporalResult(_projected(bodies, request.rep, ctx), total, content_range)
 
     async def _instances(
         self, tenant: str, request: TemporalRequest, ids: list[str]
@@ -288,6 +302,31 @@ class Temporal:
         return deleted
 
 
+def _has_attributes(body: dict[str, Any]) -> bool:
+    return any(key not in _ENTITY_MEMBERS for key in body)
+
+
+def _projected(bodies: list[dict[str, Any]], rep: Representation, ctx: Context) -> list[Any]:
+    """pick and omit (clause 4.21) on rendered temporal entities; an entity they leave
+    nothing of is left out."""
+    if rep.projection == WHOLE:
+        return bodies
+    shown = []
+    for body in bodies:
+        kept = {
+            key: value
+            for key, value in body.items()
+            if rep.keeps(key if key in _ENTITY_MEMBERS else ctx.expand(key))
+        }
+        if kept:
+            shown.append(kept)
+    return shown
+
+
+# Members of a rendered temporal entity that are not attributes.
+_ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt"})
+
+
 def _before(now: datetime, duration: Duration) -> str:
     return format_datetime(duration.after(now.astimezone(UTC), -1))
 
@@ -317,14 +356,19 @@ def _rows(entity_id: str, kind: str, payload: dict[str, Any], ctx: Context) -> l
 
 
 def _instance_patch(attr: str, iri: str, payload: Any, ctx: Context) -> Instance:
-    """The instance a Partial Update Attribute instance brings: a fragment {attr: instance}."""
+    """The instance a Partial Update Attribute instance brings: a fragment {attr: instance}
+    (the OpenAPI's EntityTemporal fragment) or the instance itself (as ETSI's suite sends)."""
     if not isinstance(payload, dict):
         raise BadRequestData("The payload must be a JSON object")
     body = {k: v for k, v in payload.items() if k != "@context"}
-    names = [n for n in body if expand_attribute_name(n, ctx) == iri]
-    if len(body) != 1 or not names:
-        raise BadRequestData(f"The payload must hold the attribute {attr} and nothing else")
-    raw = body[names[0]]
+    raw: Any
+    if body.get("type") in VALUE_KEY:
+        raw = body
+    else:
+        names = [n for n in body if expand_attribute_name(n, ctx) == iri]
+        if len(body) != 1 or not names:
+            raise BadRequestData(f"The payload must hold the attribute {attr} and nothing else")
+        raw = body[names[0]]
     if isinstance(raw, list):
         if len(raw) != 1:
             raise BadRequestData("Exactly one attribute instance may be given")

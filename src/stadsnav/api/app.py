@@ -8,9 +8,9 @@ import fcntl
 import gc
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -107,6 +107,24 @@ class TrailingSlash:
         await self.app(scope, receive, send)
 
 
+# Seconds a part of the server has to stop before shutdown goes on without it.
+STOP_SECONDS = 15.0
+
+
+async def _bounded(stopping: Coroutine[Any, Any, None], what: str) -> None:
+    """Await a part's stop, but never longer than STOP_SECONDS: a part stuck on a peer that
+    does not answer (a receiver, the database) must not keep the process from exiting. What it
+    had not finished is safe: queued notifications and unacknowledged messages are delivered
+    again after the restart."""
+    task = asyncio.ensure_future(stopping)
+    done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
+    if not done:
+        log.error("Stopping %s took over %.0f s; going on without it", what, STOP_SECONDS)
+        task.cancel()
+    elif task.exception() is not None:
+        log.error("Stopping %s failed: %s", what, task.exception())
+
+
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -184,11 +202,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if mqtt is not None:
-                await mqtt.stop()
-            await pipeline.stop()
-            await notifications.stop()
-            await resolver.close()
-            await active.close()
+                await _bounded(mqtt.stop(), "the MQTT ingestion")
+            await _bounded(pipeline.stop(), "the ingestion pipeline")
+            await _bounded(notifications.stop(), "the notifier")
+            await _bounded(resolver.close(), "the @context resolver")
+            await _bounded(active.close(), "the store")
 
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),

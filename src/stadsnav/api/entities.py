@@ -43,7 +43,7 @@ async def query_entities(request: Request) -> Response:
     rep = params.representation(request.query_params, ctx)
     join = params.join(request.query_params, rep)
     entities, total = await svc.broker.query(tenant_of(request), query)
-    headers = _page_links(request, query.limit, query.offset, len(entities), total)
+    headers = page_links(request, query.limit, query.offset, len(entities), total)
     entities = [e for e in entities if rep.keeps_any(e)]
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
@@ -212,7 +212,7 @@ def listed(shown: Shown, rep: Representation, media: str) -> Any:
     return [body for _, body in shown]
 
 
-def _page_links(
+def page_links(
     request: Request, limit: int, offset: int, returned: int, total: int | None
 ) -> dict[str, str]:
     """Link headers to the previous and next pages (clause 6.3.10)."""

@@ -11,16 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stadsnav.api import params
-from stadsnav.api.entities import _page_links
+from stadsnav.api.entities import page_links
 from stadsnav.api.negotiation import JSON, JSONLD, accepted, read_body, respond, tenant_of
 from stadsnav.api.services import services
 from stadsnav.ngsild.context import CORE_CONTEXT_URL
-from stadsnav.ngsild.errors import BadRequestData, TooManyResults
+from stadsnav.ngsild.errors import TooManyResults
 from stadsnav.notify.manager import Subscriptions
 
 BASE = "/ngsi-ld/v1"
 _WRITE = {"local"}
-_LIST = {"limit", "offset", "count", "local"}
+_LIST = {"limit", "offset", "count", "local", "options"}
 
 
 def _operations(request: Request) -> Subscriptions:
@@ -50,8 +50,10 @@ async def query_subscriptions(request: Request) -> Response:
         raise TooManyResults(f"limit may be at most {svc.settings.query_max_limit}")
     tenant = tenant_of(request)
     await svc.broker.check_tenant(tenant)
-    shown, total = await _operations(request).query(tenant, limit, offset)
-    headers = _page_links(request, limit, offset, len(shown), total)
+    shown, total = await _operations(request).query(
+        tenant, limit, offset, sys_attrs="sysAttrs" in params.options(request.query_params)
+    )
+    headers = page_links(request, limit, offset, len(shown), total)
     if params.flag(request.query_params, "count"):
         headers["NGSILD-Results-Count"] = str(total)
     if media == JSONLD:
@@ -66,11 +68,15 @@ async def query_subscriptions(request: Request) -> Response:
 
 async def retrieve_subscription(request: Request) -> Response:
     svc = services(request)
-    params.check_known(request.query_params, {"local"})
+    params.check_known(request.query_params, {"local", "options"})
     media = accepted(request, (JSON, JSONLD))
     tenant = tenant_of(request)
     await svc.broker.check_tenant(tenant)
-    body, context = await _operations(request).retrieve(tenant, request.path_params["sub_id"])
+    body, context = await _operations(request).retrieve(
+        tenant,
+        request.path_params["sub_id"],
+        sys_attrs="sysAttrs" in params.options(request.query_params),
+    )
     return respond(body, media, context)
 
 
@@ -96,16 +102,11 @@ async def delete_subscription(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def subscription_id_missing(request: Request) -> Response:
-    raise BadRequestData("The subscription id is missing from the path: /subscriptions/{id}")
-
-
 def _embedded(context: Any) -> Any:
     return context if context is not None else CORE_CONTEXT_URL
 
 
 routes = [
-    Route(f"{BASE}/subscriptions", subscription_id_missing, methods=["PATCH", "DELETE"]),
     Route(f"{BASE}/subscriptions", create_subscription, methods=["POST"]),
     Route(f"{BASE}/subscriptions", query_subscriptions, methods=["GET"]),
     Route(f"{BASE}/subscriptions/{{sub_id:path}}", retrieve_subscription, methods=["GET"]),

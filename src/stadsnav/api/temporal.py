@@ -13,12 +13,13 @@ from starlette.routing import Route
 
 from stadsnav.api import params
 from stadsnav.api.batch import _query_items
-from stadsnav.api.entities import _page_links
+from stadsnav.api.entities import page_links
 from stadsnav.api.negotiation import JSON, JSONLD, accepted, read_body, respond, tenant_of
 from stadsnav.api.services import Services, services
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.errors import BadRequestData, InvalidRequest, OperationNotSupported
 from stadsnav.ngsild.names import check_uri
+from stadsnav.ngsild.projection import WHOLE, parse_omit, parse_pick
 from stadsnav.ngsild.render import Representation
 from stadsnav.ngsild.temporal import (
     Aggregation,
@@ -35,7 +36,8 @@ BASE = "/ngsi-ld/v1/temporal"
 
 _TEMPORAL = {
     "timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "aggrMethods",
-    "aggrPeriodDuration", "options", "format", "lang", "datasetId", "attrs", "local",
+    "aggrPeriodDuration", "options", "format", "lang", "datasetId", "attrs", "local", "pick",
+    "omit",
 }  # fmt: skip
 RETRIEVE = _TEMPORAL | {"type"}
 QUERY = _TEMPORAL | {
@@ -47,7 +49,7 @@ POST_QUERY = {"limit", "offset", "count", "options", "format", "lastN", "aggrMet
 WRITE = {"local"}
 ATTRIBUTE_DELETE = {"datasetId", "deleteAll", "local"}
 _OPTIONS = {"temporalValues", "aggregatedValues", "sysAttrs", "count", "normalized", "concise"}
-_NOT_YET = {"pick", "omit", "csf"}
+_NOT_YET = {"csf"}
 
 
 def _temporal(request: Request) -> Temporal:
@@ -102,7 +104,8 @@ def temporal_request(
     core = QueryParams(
         [(k, v) for k, v in query.multi_items() if k not in ("options", "format", "count")]
     )
-    base = params.entity_query(core, ctx, svc.settings, require_filter=False)
+    # A query (not a retrieval by id) selects by something, as in the core API (clause 5.7.3).
+    base = params.entity_query(core, ctx, svc.settings, require_filter=many)
     last_n = None
     if "lastN" in query:
         last_n = params.integer(query, "lastN", 0)
@@ -131,6 +134,17 @@ def temporal_request(
         datasets=datasets,
     )
     has_filter = base.q is not None or base.geo is not None or base.scope is not None
+    pick = ",".join(query.getlist("pick")) or None
+    omit = ",".join(query.getlist("omit")) or None
+    if pick is not None and omit is not None:
+        raise BadRequestData("pick and omit cannot be used together")
+    if (pick is not None or omit is not None) and "attrs" in query:
+        raise BadRequestData("attrs cannot be combined with pick or omit")
+    projection = WHOLE
+    if pick is not None:
+        projection = parse_pick(pick, ctx)
+    elif omit is not None:
+        projection = parse_omit(omit, ctx)
     return TemporalRequest(
         scan=scan,
         fmt=fmt,
@@ -138,6 +152,7 @@ def temporal_request(
             format="concise" if fmt == "concise" else "normalized",
             sys_attrs="sysAttrs" in opts,
             lang=query.get("lang"),
+            projection=projection,
         ),
         filter=base if has_filter else None,
         last_n=last_n,
@@ -174,7 +189,7 @@ async def query_temporal(request: Request) -> Response:
     ctx, reference = await svc.request_context(request)
     wanted = temporal_request(request.query_params, ctx, svc, many=True)
     result = await _temporal(request).query(tenant_of(request), wanted, ctx)
-    headers = _page_links(request, wanted.limit, wanted.offset, len(result.entities), result.total)
+    headers = page_links(request, wanted.limit, wanted.offset, len(result.entities), result.total)
     return _answer(result, media, reference, headers)
 
 

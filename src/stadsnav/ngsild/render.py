@@ -26,7 +26,9 @@ from stadsnav.ngsild.entity import (
 from stadsnav.ngsild.projection import WHOLE, Projection
 
 Format = Literal["normalized", "concise", "keyValues"]
-_SYS = ("createdAt", "modifiedAt")
+# System members of an instance, shown only with sysAttrs (deletedAt: in notifications of a
+# deleted attribute).
+_SYS = ("createdAt", "modifiedAt", "deletedAt")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ def render_instance(instance: Instance, ctx: Context, rep: Representation) -> An
             out[ctx.compact(key)] = render_instance(member, ctx, rep)
         elif key == "observedAt":
             out[key] = _shortest(member)
+        elif key == "previousVocab":
+            out[key] = _render_value(VOCABPROPERTY, member, ctx)
         else:
             out[key] = member
     if concise and len(out) == 1 and value_key in ("value",) and "lang" not in out:

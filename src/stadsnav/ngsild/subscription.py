@@ -161,7 +161,7 @@ def prepare_new(payload: Any, new_id: str) -> dict[str, Any]:
 
 def merge_update(stored: dict[str, Any], payload: Any) -> dict[str, Any]:
     """PATCH /subscriptions/{id} (clause 5.8.2): members of the fragment replace the stored
-    ones; `null` removes a member."""
+    ones, `notification` as a whole; `null` removes a member."""
     fragment = _document(payload)
     if "id" in fragment and fragment["id"] != stored["id"]:
         raise BadRequestData("The id of a subscription cannot be changed")
@@ -169,10 +169,7 @@ def merge_update(stored: dict[str, Any], payload: Any) -> dict[str, Any]:
         raise BadRequestData("type must be Subscription")
     merged = dict(stored)
     for key, value in fragment.items():
-        if key == "notification" and isinstance(value, dict):
-            notification = {**merged.get("notification", {}), **value}
-            merged[key] = {k: v for k, v in notification.items() if v is not None}
-        elif value is None:
+        if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
@@ -453,17 +450,17 @@ def _pairs(raw: Any, what: str) -> tuple[tuple[str, str], ...]:
 
 
 def render_subscription(
-    doc: dict[str, Any], sub: Subscription, status: dict[str, Any], now: str
+    doc: dict[str, Any], sub: Subscription, status: dict[str, Any], now: str, sys_attrs: bool
 ) -> dict[str, Any]:
-    """A subscription as GET shows it: the document as written, with the system members
-    (createdAt, modifiedAt, status) and the notification's delivery status."""
+    """A subscription as GET shows it: the document as written, with its status, the
+    notification's delivery status and, with sysAttrs, createdAt and modifiedAt."""
     out = dict(doc)
     out["type"] = "Subscription"
-    out["isActive"] = sub.is_active
     out["status"] = sub.status(now)
-    for key in ("createdAt", "modifiedAt"):
-        if status.get(key):
-            out[key] = status[key]
+    if sys_attrs:
+        for key in ("createdAt", "modifiedAt"):
+            if status.get(key):
+                out[key] = status[key]
     notification = dict(doc.get("notification", {}))
     notification.setdefault("format", sub.format)
     endpoint = dict(notification.get("endpoint", {}))
@@ -524,6 +521,10 @@ def render_notification(
     for item in data:
         body = render_entity(entity_of(item), ctx, rep)
         if "deletedAt" in item:
+            if sub.sys_attrs:
+                # Also in keyValues: the entity is gone, so these are all that is left of it.
+                body.setdefault("createdAt", item["createdAt"])
+                body.setdefault("modifiedAt", item["modifiedAt"])
             body["deletedAt"] = item["deletedAt"]
         entities.append(body)
     shown: Any = entities

@@ -192,13 +192,25 @@ def single_type_names(expr: TypeExpr) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class AggregateSeries:
-    """The aggregated values of one attribute (one datasetId) of one entity."""
+    """The aggregated values of one attribute (one datasetId) of one entity: per method the
+    JSON text of [[value, startAt, endAt], ...] (times in the short form the API shows), so
+    that a long series goes from the store to the response without Python touching each
+    period."""
 
     entity_id: str
     attr: str
     dataset_id: str | None
     kind: str
-    results: dict[str, list[list[Any]]]
+    results: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AggregatePage:
+    """The series of one aggregated answer; `content_range` (start, stop), canonical times,
+    when periods after `stop` were left for the next request."""
+
+    series: list[AggregateSeries]
+    content_range: tuple[str, str] | None = None
 
 
 def parse_aggr_methods(text: str | None) -> tuple[str, ...]:
@@ -215,6 +227,8 @@ def parse_aggr_methods(text: str | None) -> tuple[str, ...]:
 class Aggregation:
     methods: tuple[str, ...]
     period: Duration = Duration()
+    # The most periods per attribute one answer holds (the server's temporal_max_instances).
+    most_periods: int = 1_000_000
 
 
 def instance_time(instance: Instance, prop: str, observed_at: str) -> str:
@@ -246,6 +260,62 @@ def whole_range(time: TimeQuery, first: str, last: str) -> tuple[str, str]:
     else:
         end = last
     return str(start), str(end)
+
+
+@dataclass(frozen=True)
+class PeriodWindow:
+    """The periods one aggregated answer covers: `edges` are their starts followed by the end
+    of the last, `texts` the same in the API's short form. `more_after` (canonical) is where
+    rows may be left for a later request: None when the periods reach the end of the query's
+    range."""
+
+    edges: list[datetime]
+    texts: list[str]
+    more_after: str | None
+    range_start: str
+
+    @property
+    def start(self) -> str:
+        return format_datetime(self.edges[0])
+
+    @property
+    def stop(self) -> str:
+        return format_datetime(self.edges[-1])
+
+
+def period_window(time: TimeQuery, period: Duration, first: datetime, most: int) -> PeriodWindow:
+    """The periods from the one holding `first` (the earliest selected instance), at most
+    `most` of them, not going past the end of the query's range."""
+    origin = parse_datetime(bucket_origin(time), "time")
+    count = bucket_index(first, origin, period)
+    end_text = range_end(time)
+    end = parse_datetime(end_text, "time") if end_text is not None else None
+    edges = [period.after(origin, count)]
+    while (end is None or edges[-1] < end) and len(edges) <= most:
+        edges.append(period.after(origin, count + len(edges)))
+    whole = end is not None and edges[-1] >= end
+    texts = [_short(format_datetime(e)) for e in edges]
+    start = time.time_at if time.timerel in ("after", "between") else None
+    return PeriodWindow(
+        edges,
+        texts,
+        None if whole else format_datetime(edges[-1]),
+        str(start or format_datetime(edges[0])),
+    )
+
+
+def range_end(time: TimeQuery) -> str | None:
+    """The exclusive end of a temporal query's range (None: open)."""
+    if time.timerel == "between":
+        return time.end_time_at
+    if time.timerel == "before":
+        return time.time_at
+    return None
+
+
+def aggregated_json(triples: list[list[Any]]) -> str:
+    """[[value, startAt, endAt], ...] (canonical times) as the JSON text the API shows."""
+    return orjson.dumps([[v, _short(s), _short(e)] for v, s, e in triples]).decode()
 
 
 def bucket_start(moment: str, origin: str, period: Duration) -> str:
@@ -431,18 +501,18 @@ def _plain_value(instance: Instance, ctx: Context) -> Any:
 def render_aggregated(
     entity_id: str,
     types: list[str],
-    attrs: dict[str, dict[str | None, tuple[str, Aggregated]]],
+    attrs: dict[str, dict[str | None, tuple[str, dict[str, str]]]],
     ctx: Context,
 ) -> dict[str, Any]:
     """The aggregated temporal representation (4.5.19): per attribute (and datasetId) each
-    method as [[value, startAt, endAt], ...]."""
+    method as [[value, startAt, endAt], ...], given as JSON text (see AggregateSeries)."""
     out = _head(entity_id, types, ctx)
     for attr, datasets in attrs.items():
         shown = []
         for dataset, (kind, results) in datasets.items():
             body: dict[str, Any] = {"type": kind}
-            for method, triples in results.items():
-                body[method] = [[v, _short(s), _short(e)] for v, s, e in triples]
+            for method, text in results.items():
+                body[method] = orjson.Fragment(text)
             if dataset is not None:
                 body["datasetId"] = dataset
             shown.append(body)

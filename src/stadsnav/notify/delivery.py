@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from stadsnav.broker import Broker
 from stadsnav.ngsild.context import CORE_CONTEXT_URL
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
 from stadsnav.ngsild.subscription import Subscription, entity_data, render_notification
+from stadsnav.notify.http import HttpClient
 from stadsnav.notify.observer import SubscriptionObserver
 from stadsnav.notify.sending import DeliveryFailed, Outgoing, send
+from stadsnav.store.base import Store
 from stadsnav.store.subscriptionrecords import Claim, Delivered
 
 log = logging.getLogger("stadsnav.notify")
@@ -50,6 +50,53 @@ def _at(moment: datetime) -> str:
     return format_datetime(moment)
 
 
+class _Settler:
+    """Writes outcomes back in batches: those that come in while a batch is being written go
+    together in the next, one transaction for all (group commit). A delivery waits until its
+    outcome is written, so its lease is given up before it ends."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._waiting: list[tuple[Delivered, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def settle(self, outcome: Delivered) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcome, done))
+        if self._task is None:
+            self._task = asyncio.create_task(self._write(), name="notifier settle")
+        await done
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                await asyncio.sleep(0)  # let deliveries finishing now join this batch
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self.store.settle_notifications([outcome for outcome, _ in batch])
+                except Exception:
+                    # The leases run out and the rows are delivered again: at least once.
+                    log.exception("Recording %d deliveries failed", len(batch))
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._task = None
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Write what is waiting (outcomes of deliveries ended by the stop too, so their leases
+        are given up and a restarted notifier need not wait for them to run out)."""
+        task = self._task
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class Notifier:
     def __init__(
         self, broker: Broker, observer: SubscriptionObserver, policy: DeliveryPolicy
@@ -62,12 +109,13 @@ class Notifier:
         self._wake = asyncio.Event()
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: HttpClient | None = None
+        self._settler = _Settler(self.store)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._http = httpx.AsyncClient(follow_redirects=False)
+        self._http = HttpClient()
         self.observer.on_queued = self.wake
         self._task = asyncio.create_task(self._run(), name="notifier")
 
@@ -80,16 +128,24 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        await self._settler.stop()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
 
     def wake(self) -> None:
-        """Look at the outbox soon: called, from any thread, when a change queued rows (a
-        moment later, once the change's transaction has committed)."""
+        """Look at the outbox soon: called, from any thread, when a change queued rows, inside
+        the change's transaction. Looked at once at once (on SQLite the claim is written after
+        the change's commit by the same writer thread, so it finds the rows) and again a
+        moment later, once the transaction has surely committed on any backend."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(loop.call_later, 0.02, self._wake.set)
+            loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        assert self._loop is not None
+        self._wake.set()
+        self._loop.call_later(0.02, self._wake.set)
 
     async def _run(self) -> None:
         while True:
@@ -160,9 +216,12 @@ class Notifier:
         )
         media = sub.endpoint.accept
         if media == "application/ld+json":
+            # Each entity carries it too, as entities in any JSON-LD list answer do.
             body["@context"] = context_ref if context_ref is not None else CORE_CONTEXT_URL
-        url = context_ref if isinstance(context_ref, str) else CORE_CONTEXT_URL
-        return Outgoing(body=body, media=media, context_url=url, tenant=tenant)
+            if isinstance(body["data"], list):
+                for entity in body["data"]:
+                    entity["@context"] = body["@context"]
+        return Outgoing(body=body, media=media, context_url=_link(context_ref), tenant=tenant)
 
     async def _current(self, tenant: str, sub: Subscription) -> list[dict[str, Any]]:
         """What a periodic notification carries: every entity the subscription selects now."""
@@ -222,8 +281,12 @@ class Notifier:
             error=error,
             sent=sent,
         )
-        try:
-            await self.store.settle_notifications(outcome)
-        except Exception:
-            # The lease runs out and the rows are delivered again: at least once.
-            log.exception("Recording the delivery of %s failed", record.id)
+        await self._settler.settle(outcome)
+
+
+def _link(context: Any) -> str:
+    """The @context a Link header can name: one URL, also as a one-element list (a longer
+    list or an inline document cannot be linked, so the core context is named instead)."""
+    if isinstance(context, list) and len(context) == 1:
+        context = context[0]
+    return context if isinstance(context, str) else CORE_CONTEXT_URL

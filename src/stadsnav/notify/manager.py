@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stadsnav.ngsild.context import Context
-from stadsnav.ngsild.errors import ResourceNotFound
+from stadsnav.ngsild.errors import BadRequestData, ResourceNotFound
 from stadsnav.ngsild.names import check_uri, format_datetime
 from stadsnav.ngsild.subscription import (
     Subscription,
@@ -35,6 +35,11 @@ class Subscriptions:
         doc = prepare_new(payload, f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
         sub = parse_subscription(doc, ctx)
         at = now()
+        _not_expired(sub, at)
+        if sub.jsonld_context is not None:
+            # Notifications are compacted with it: one that cannot be had is refused now
+            # (LdContextNotAvailable), not at every delivery.
+            await self.observer.resolve(sub.jsonld_context)
         record = SubscriptionRecord(
             id=sub.id,
             doc=doc,
@@ -57,20 +62,22 @@ class Subscriptions:
             raise ResourceNotFound(f"Subscription {subscription_id} not found")
         return found
 
-    async def retrieve(self, tenant: str, subscription_id: str) -> tuple[dict[str, Any], Any]:
+    async def retrieve(
+        self, tenant: str, subscription_id: str, *, sys_attrs: bool = False
+    ) -> tuple[dict[str, Any], Any]:
         """The subscription as GET shows it, and the @context its names are in."""
         record = await self.record(tenant, subscription_id)
-        return await self.shown(record), record.context
+        return await self.shown(record, sys_attrs), record.context
 
-    async def shown(self, record: SubscriptionRecord) -> dict[str, Any]:
+    async def shown(self, record: SubscriptionRecord, sys_attrs: bool = False) -> dict[str, Any]:
         sub = await self.observer.parse(record)
-        return render_subscription(record.doc, sub, record.status_fields(), now())
+        return render_subscription(record.doc, sub, record.status_fields(), now(), sys_attrs)
 
     async def query(
-        self, tenant: str, limit: int, offset: int
+        self, tenant: str, limit: int, offset: int, *, sys_attrs: bool = False
     ) -> tuple[list[tuple[dict[str, Any], Any]], int]:
         records, total = await self.store.list_subscriptions(tenant, limit, offset)
-        return [(await self.shown(r), r.context) for r in records], total
+        return [(await self.shown(r, sys_attrs), r.context) for r in records], total
 
     async def update(
         self, tenant: str, subscription_id: str, payload: Any, reference: Any, ctx: Context | None
@@ -84,6 +91,8 @@ class Subscriptions:
             doc, ctx if ctx is not None else await self.observer.resolve(record.context)
         )
         at = now()
+        if "expiresAt" in (payload if isinstance(payload, dict) else {}):
+            _not_expired(sub, at)
         changed = SubscriptionRecord(
             id=sub.id,
             doc=doc,
@@ -104,3 +113,9 @@ class Subscriptions:
         if not await self.store.delete_subscription(tenant, subscription_id):
             raise ResourceNotFound(f"Subscription {subscription_id} not found")
         self.observer.drop(tenant, subscription_id)
+
+
+def _not_expired(sub: Subscription, at: str) -> None:
+    """A subscription cannot be given an expiresAt that has already passed (clause 5.2.12)."""
+    if sub.expires_at is not None and sub.expires_at <= at:
+        raise BadRequestData("expiresAt must be in the future")

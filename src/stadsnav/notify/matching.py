@@ -8,9 +8,18 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from stadsnav.ngsild.entity import VALUE_KEY, Entity, Instance
+from stadsnav.ngsild.entity import (
+    LANGUAGEPROPERTY,
+    LISTPROPERTY,
+    LISTRELATIONSHIP,
+    PROPERTY,
+    VALUE_KEY,
+    Entity,
+    Instance,
+)
 from stadsnav.ngsild.geoquery import matches_geo
 from stadsnav.ngsild.qlang import matches_q
+from stadsnav.ngsild.query import TypeAnd, TypeExpr, TypeName, TypeOr
 from stadsnav.ngsild.subscription import Subscription, entity_data, previous_key
 from stadsnav.store.base import EntityChange, PendingNotification
 
@@ -18,20 +27,99 @@ from stadsnav.store.base import EntityChange, PendingNotification
 _ATTRIBUTE_TRIGGERS = ("attributeCreated", "attributeUpdated", "attributeDeleted")
 
 
+class SubscriptionIndex:
+    """A tenant's subscriptions, looked up by what an entity change could concern: those
+    naming the entity's id, those naming one of its types, and those that must always be
+    asked (idPattern alone, or no `entities`). A thousand subscriptions cost a few dictionary
+    look-ups per change instead of a thousand tests; each candidate still checks `selects`."""
+
+    def __init__(self, subscriptions: Sequence[Subscription]) -> None:
+        self.subscriptions = tuple(subscriptions)
+        self._by_id: dict[str, list[int]] = {}
+        self._by_type: dict[str, list[int]] = {}
+        self._always: list[int] = []
+        for position, sub in enumerate(self.subscriptions):
+            if not sub.entities:
+                self._always.append(position)
+                continue
+            ids: set[str] = set()
+            types: set[str] = set()
+            for selector in sub.entities:
+                if selector.id is not None:
+                    ids.add(selector.id)
+                    continue
+                keys = _type_keys(selector.types)
+                if keys is None:
+                    self._always.append(position)
+                    break
+                types |= keys
+            else:
+                for key in ids:
+                    self._by_id.setdefault(key, []).append(position)
+                for key in types:
+                    self._by_type.setdefault(key, []).append(position)
+
+    def __bool__(self) -> bool:
+        return bool(self.subscriptions)
+
+    def candidates(self, entity_id: str, types: Sequence[str]) -> list[Subscription]:
+        """The subscriptions that may select this entity, in their order."""
+        found = list(self._by_id.get(entity_id, ()))
+        for name in types:
+            found.extend(self._by_type.get(name, ()))
+        found.extend(self._always)
+        if len(found) > 1:
+            found = sorted(set(found))
+        subs = self.subscriptions
+        return [subs[i] for i in found]
+
+
+def _type_keys(expr: TypeExpr) -> set[str] | None:
+    """Type IRIs of which an entity the expression holds for has one at least (None: no such
+    set, the expression must be tested as it is)."""
+    if isinstance(expr, TypeName):
+        return {expr.iri}
+    if isinstance(expr, TypeOr):
+        keys: set[str] = set()
+        for part in expr.parts:
+            found = _type_keys(part)
+            if found is None:
+                return None
+            keys |= found
+        return keys
+    if isinstance(expr, TypeAnd):
+        for part in expr.parts:
+            found = _type_keys(part)
+            if found is not None:
+                return found
+    return None
+
+
 def pending(
-    subscriptions: Sequence[Subscription], tenant: str, changes: list[EntityChange], at: str
+    subscriptions: SubscriptionIndex | Sequence[Subscription],
+    tenant: str,
+    changes: list[EntityChange],
+    at: str,
 ) -> list[PendingNotification]:
     """The outbox rows these changes make for these (the tenant's) subscriptions."""
     rows: list[PendingNotification] = []
-    live = [s for s in subscriptions if s.time_interval is None and s.live(at)]
-    if not live:
+    index = (
+        subscriptions
+        if isinstance(subscriptions, SubscriptionIndex)
+        else SubscriptionIndex(subscriptions)
+    )
+    if not index:
         return rows
+    live: dict[str, bool] = {}
     for change in changes:
         entity = change.after or change.before
         if entity is None:
             continue
-        for sub in live:
-            if not sub.selects(entity.id, entity.types):
+        for sub in index.candidates(entity.id, entity.types):
+            alive = live.get(sub.id)
+            if alive is None:
+                alive = live[sub.id] = sub.time_interval is None and sub.live(at)
+            if not alive or not sub.selects(entity.id, entity.types):
                 continue
             trigger = _trigger(sub, change)
             if trigger is None or not _filters_hold(sub, entity):
@@ -118,18 +206,60 @@ def _data(sub: Subscription, change: EntityChange, at: str) -> dict[str, Any]:
     if change.after is None:
         assert change.before is not None
         gone = change.before
-        data = entity_data(Entity(gone.id, gone.types, {}, gone.scopes, gone.created_at))
+        # A deleted entity shows the attributes asked for (all of them with showChanges) as
+        # deleted ones, with their last values when showChanges asks for them.
+        shown = {}
+        if sub.attributes is not None or sub.show_changes:
+            shown = {
+                a: [_deleted(i, at, sub.show_changes) for i in instances]
+                for a, instances in gone.attrs.items()
+                if sub.attributes is None or a in sub.attributes
+            }
+        entity = Entity(gone.id, gone.types, shown, gone.scopes, gone.created_at, gone.modified_at)
+        data = entity_data(entity)
         data["deletedAt"] = at
         return data
     entity = change.after
     attrs = entity.attrs
     if sub.attributes is not None:
         attrs = {a: i for a, i in attrs.items() if a in sub.attributes}
-    if sub.show_changes and change.before is not None:
-        attrs = {a: _with_previous(i, change.before.attrs.get(a)) for a, i in attrs.items()}
+    if change.before is not None:
+        if sub.show_changes:
+            attrs = {a: _with_previous(i, change.before.attrs.get(a)) for a, i in attrs.items()}
+        removed = {
+            a: [_deleted(i, at, sub.show_changes) for i in instances]
+            for a, instances in change.before.attrs.items()
+            if a not in entity.attrs and (sub.attributes is None or a in sub.attributes)
+        }
+        if removed:
+            attrs = {**attrs, **removed}
     data = entity_data(entity)
     data["attrs"] = attrs
     return data
+
+
+# What a deleted attribute's value reads as in a notification (clause 4.5.x: the NGSI-LD null).
+NULL = "urn:ngsi-ld:null"
+
+
+def _deleted(instance: Instance, at: str, show_changes: bool) -> Instance:
+    """An attribute instance as deleted: its type, the NGSI-LD null as its value, when it was
+    deleted, and its last value when showChanges asks for it."""
+    kind = instance.get("type", PROPERTY)
+    key = VALUE_KEY.get(kind, "value")
+    null: Any = NULL
+    if kind == LANGUAGEPROPERTY:
+        null = {"@none": NULL}
+    elif kind in (LISTPROPERTY, LISTRELATIONSHIP):
+        null = [NULL]
+    shown: Instance = {"type": kind, key: null}
+    for member in ("datasetId", "createdAt", "modifiedAt"):
+        if member in instance:
+            shown[member] = instance[member]
+    shown["deletedAt"] = at
+    if show_changes and key in instance:
+        shown[previous_key(instance)] = instance[key]
+    return shown
 
 
 def _with_previous(instances: list[Instance], before: list[Instance] | None) -> list[Instance]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.subscription import Subscription, parse_subscription
-from stadsnav.notify.matching import pending
+from stadsnav.notify.matching import SubscriptionIndex, pending
 from stadsnav.store.base import Consequences, EntityChange, Store
 from stadsnav.store.subscriptionrecords import SubscriptionRecord
 
@@ -30,7 +30,7 @@ class SubscriptionObserver:
         # (tenant, id) -> (modifiedAt, parsed); replaced whole, never changed in place, since
         # the SQLite writer thread reads it while the event loop refreshes it.
         self._parsed: dict[tuple[str, str], tuple[str, Subscription]] = {}
-        self._by_tenant: dict[str, list[Subscription]] = {}
+        self._by_tenant: dict[str, SubscriptionIndex] = {}
         # Called (from whatever thread writes) when a change queued notifications.
         self.on_queued: Callable[[], None] | None = None
 
@@ -40,7 +40,10 @@ class SubscriptionObserver:
         return bool(self._by_tenant.get(tenant))
 
     def consequences(self, tenant: str, changes: list[EntityChange], at: str) -> Consequences:
-        found = pending(self._by_tenant.get(tenant, ()), tenant, changes, at)
+        index = self._by_tenant.get(tenant)
+        if index is None:
+            return Consequences()
+        found = pending(index, tenant, changes, at)
         if found and self.on_queued is not None:
             self.on_queued()
         return Consequences(notifications=found)
@@ -75,7 +78,8 @@ class SubscriptionObserver:
                 parsed[(record.tenant, record.id)] = (record.modified_at, await self.parse(record))
             except Exception as error:  # a remote @context gone: leave it out, say so
                 log.warning("Subscription %s cannot be read: %s", record.id, error)
-        self._publish(parsed)
+        if _versions(parsed) != _versions(self._parsed):  # else the index stands as it is
+            self._publish(parsed)
 
     async def run(self, interval: float) -> None:
         while True:
@@ -91,4 +95,8 @@ class SubscriptionObserver:
             if sub.is_active and sub.time_interval is None:
                 by_tenant.setdefault(tenant, []).append(sub)
         self._parsed = parsed
-        self._by_tenant = by_tenant
+        self._by_tenant = {tenant: SubscriptionIndex(subs) for tenant, subs in by_tenant.items()}
+
+
+def _versions(parsed: dict[tuple[str, str], tuple[str, Subscription]]) -> dict[Any, str]:
+    return {key: modified for key, (modified, _) in parsed.items()}

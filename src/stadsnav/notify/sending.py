@@ -9,10 +9,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-import httpx
 import orjson
 
 from stadsnav.ngsild.subscription import Endpoint
+from stadsnav.notify.http import HttpClient, HttpFailed
 
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 
@@ -43,9 +43,7 @@ class Outgoing:
         return headers
 
 
-async def send(
-    http: httpx.AsyncClient, endpoint: Endpoint, outgoing: Outgoing, limit: float
-) -> None:
+async def send(http: HttpClient, endpoint: Endpoint, outgoing: Outgoing, limit: float) -> None:
     if endpoint.timeout_ms is not None:
         limit = min(limit, endpoint.timeout_ms / 1000)
     if endpoint.scheme in ("http", "https"):
@@ -54,20 +52,17 @@ async def send(
         await _publish(endpoint, outgoing, limit)
 
 
-async def _post(
-    http: httpx.AsyncClient, endpoint: Endpoint, outgoing: Outgoing, limit: float
-) -> None:
+async def _post(http: HttpClient, endpoint: Endpoint, outgoing: Outgoing, limit: float) -> None:
     try:
-        response = await http.post(
-            endpoint.uri,
-            content=orjson.dumps(outgoing.body),
-            headers=outgoing.headers(endpoint),
-            timeout=limit,
+        status = await http.post(
+            endpoint.uri, orjson.dumps(outgoing.body), outgoing.headers(endpoint), limit
         )
-    except httpx.HTTPError as error:
-        raise DeliveryFailed(f"{type(error).__name__}: {error}"[:300]) from None
-    if not 200 <= response.status_code < 300:
-        raise DeliveryFailed(f"HTTP {response.status_code} from the receiver")
+    except TimeoutError:
+        raise DeliveryFailed(f"No answer within {limit:g} s") from None
+    except HttpFailed as error:
+        raise DeliveryFailed(f"{error}"[:300]) from None
+    if not 200 <= status < 300:
+        raise DeliveryFailed(f"HTTP {status} from the receiver")
 
 
 async def _publish(endpoint: Endpoint, outgoing: Outgoing, limit: float) -> None:

@@ -15,7 +15,7 @@ import orjson
 
 from stadsnav.ngsild.entity import Entity
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.ngsild.temporal import AggregateSeries, Aggregation, HistoryScan
+from stadsnav.ngsild.temporal import AggregatePage, Aggregation, HistoryScan
 from stadsnav.store.subscriptionrecords import Claim, Delivered, SubscriptionRecord
 
 DEFAULT_TENANT = ""
@@ -327,8 +327,9 @@ class Store(Protocol):
 
     async def history_aggregate(
         self, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
-    ) -> list[AggregateSeries]:
-        """The aggregated values (clause 4.5.19) of each entity attribute the scan selects."""
+    ) -> AggregatePage:
+        """The aggregated values (clause 4.5.19) of each entity attribute the scan selects, at
+        most aggregation.most_periods periods each (the rest for a following request)."""
 
     async def history_type(self, tenant: str, entity_id: str) -> str | None:
         """The type kept with an entity's history ("" if unknown); None without history."""
@@ -430,7 +431,8 @@ class Store(Protocol):
         """Lease up to `most` subscriptions with notifications due to this notifier, each with
         up to `rows` queued rows, oldest first; a leased subscription is nobody else's."""
 
-    async def settle_notifications(self, outcome: Delivered) -> None:
-        """Write back how a delivery went (delivered rows leave the outbox) and free the lease."""
+    async def settle_notifications(self, outcomes: list[Delivered]) -> None:
+        """Write back how deliveries went (delivered rows leave the outbox) and free their
+        leases, all in one transaction."""
 
     async def queued_notifications(self, tenant: str, subscription_id: str) -> int: ...

@@ -31,7 +31,7 @@ from stadsnav.ngsild.entity import GEOPROPERTY, Entity, Instance
 from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.ngsild.temporal import AggregateSeries, Aggregation, HistoryScan
+from stadsnav.ngsild.temporal import AggregatePage, Aggregation, HistoryScan
 from stadsnav.store import subscriptions_postgres, temporal_postgres
 from stadsnav.store.attrsets import AttrSetIds, Members, members_of, signature
 from stadsnav.store.base import (
@@ -504,7 +504,7 @@ class PostgresStore:
 
     async def history_aggregate(
         self, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
-    ) -> list[AggregateSeries]:
+    ) -> AggregatePage:
         async with self.pool.connection() as conn:
             return await temporal_postgres.history_aggregate(conn, tenant, scan, ids, aggregation)
 
@@ -924,9 +924,9 @@ class PostgresStore:
         async with self.pool.connection() as conn, conn.transaction():
             return await subscriptions_postgres.claim(conn, owner, now, lease_until, most, rows)
 
-    async def settle_notifications(self, outcome: Delivered) -> None:
+    async def settle_notifications(self, outcomes: list[Delivered]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
-            await subscriptions_postgres.settle(conn, outcome)
+            await subscriptions_postgres.settle(conn, outcomes)
 
     async def queued_notifications(self, tenant: str, subscription_id: str) -> int:
         async with self.pool.connection() as conn:

@@ -26,7 +26,7 @@ from stadsnav.ngsild.entity import GEOPROPERTY, Entity, Instance
 from stadsnav.ngsild.errors import AlreadyExists
 from stadsnav.ngsild.names import format_datetime
 from stadsnav.ngsild.query import EntityQuery
-from stadsnav.ngsild.temporal import AggregateSeries, Aggregation, HistoryScan
+from stadsnav.ngsild.temporal import AggregatePage, Aggregation, HistoryScan
 from stadsnav.store import geosql, qsql, subscriptions_sqlite, temporal_sqlite
 from stadsnav.store.attrsets import AttrSetIds, members_of, signature
 from stadsnav.store.base import (
@@ -464,7 +464,7 @@ class SQLiteStore:
 
     async def history_aggregate(
         self, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
-    ) -> list[AggregateSeries]:
+    ) -> AggregatePage:
         return await self._read(
             lambda c: temporal_sqlite.history_aggregate(c, tenant, scan, ids, aggregation)
         )
@@ -783,8 +783,8 @@ class SQLiteStore:
             lambda conn: subscriptions_sqlite.claim(conn, owner, now, lease_until, most, rows)
         )
 
-    async def settle_notifications(self, outcome: Delivered) -> None:
-        await self._write(lambda conn: subscriptions_sqlite.settle(conn, outcome))
+    async def settle_notifications(self, outcomes: list[Delivered]) -> None:
+        await self._write(lambda conn: subscriptions_sqlite.settle(conn, outcomes))
 
     async def queued_notifications(self, tenant: str, subscription_id: str) -> int:
         return await self._read(

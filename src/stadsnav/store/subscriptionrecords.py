@@ -79,6 +79,43 @@ class Delivered:
     sent: bool = True  # False: nothing was due after all (a periodic one with no entities)
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """What one outcome does to its subscription's row: counters to add, times to set (None:
+    kept), and the lease given up if `owner` still holds it."""
+
+    tenant: str
+    subscription_id: str
+    sent: int
+    failed: int
+    last_notification: str | None
+    last_success: str | None
+    last_failure: str | None
+    ok: bool
+    error: str | None
+    next_attempt_at: str | None
+    next_periodic_at: str | None
+    owner: str
+
+
+def status_change(outcome: Delivered) -> StatusChange:
+    sent = outcome.at if outcome.sent else None
+    return StatusChange(
+        tenant=outcome.tenant,
+        subscription_id=outcome.subscription_id,
+        sent=int(outcome.sent) if outcome.ok else 1,
+        failed=0 if outcome.ok else 1,
+        last_notification=sent if outcome.ok else outcome.at,
+        last_success=sent if outcome.ok else None,
+        last_failure=None if outcome.ok else outcome.at,
+        ok=outcome.ok,
+        error=None if outcome.ok else outcome.error,
+        next_attempt_at=outcome.next_attempt_at,
+        next_periodic_at=outcome.next_periodic_at if outcome.ok else None,
+        owner=outcome.owner,
+    )
+
+
 SUBSCRIPTION_COLUMNS = (
     "id, doc, context, created_at, modified_at, expires_at, is_active, periodic, tenant, "
     "times_sent, times_failed, last_notification, last_success, last_failure, last_error, "

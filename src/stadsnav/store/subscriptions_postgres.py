@@ -17,10 +17,12 @@ from stadsnav.store.subscriptionrecords import (
     Delivered,
     OutboxRow,
     SubscriptionRecord,
+    status_change,
     subscription_from_row,
 )
 
 Conn = AsyncConnection[TupleRow]
+_LEASED_COLUMNS = ", ".join(f"u.{column}" for column in SUBSCRIPTION_COLUMNS.split(", "))
 
 
 async def add_notifications(
@@ -140,75 +142,85 @@ async def claim(
     notification), skipping those another notifier holds or that wait (throttling, back-off).
     Run in a transaction: SKIP LOCKED lets several workers claim at once, each different ones."""
     cursor = await conn.execute(
-        "WITH due AS (SELECT s.tenant, s.id FROM subscriptions s WHERE s.is_active "
+        "WITH due AS (SELECT s.tenant, s.id FROM (SELECT tenant, id, min(oldest) AS oldest "
+        "FROM (SELECT tenant, subscription_id AS id, min(seq) AS oldest "
+        "FROM notification_outbox GROUP BY tenant, subscription_id UNION ALL "
+        "SELECT tenant, id, 0 FROM subscriptions WHERE next_periodic_at <= %(now)s) a "
+        "GROUP BY tenant, id) w "
+        "JOIN subscriptions s ON s.tenant = w.tenant AND s.id = w.id WHERE s.is_active "
         "AND (s.expires_at IS NULL OR s.expires_at > %(now)s) "
         "AND (s.lease_until IS NULL OR s.lease_until <= %(now)s) "
         "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= %(now)s) "
-        "AND ((s.next_periodic_at IS NOT NULL AND s.next_periodic_at <= %(now)s) OR EXISTS "
-        "(SELECT 1 FROM notification_outbox o WHERE o.tenant = s.tenant "
-        "AND o.subscription_id = s.id)) LIMIT %(most)s FOR UPDATE SKIP LOCKED) "
+        "ORDER BY w.oldest LIMIT %(most)s FOR UPDATE OF s SKIP LOCKED) "
         "UPDATE subscriptions u SET lease_owner = %(owner)s, lease_until = %(until)s FROM due "
         "WHERE u.tenant = due.tenant AND u.id = due.id "
-        "RETURNING u.tenant, u.id, coalesce(u.next_periodic_at <= %(now)s, false)",
+        f"RETURNING coalesce(u.next_periodic_at <= %(now)s, false), {_LEASED_COLUMNS}",
         {"now": now, "most": most, "owner": owner, "until": lease_until},
     )
-    claims = []
-    for tenant, subscription_id, periodic_due in await cursor.fetchall():
-        record = await get_subscription(conn, tenant, subscription_id)
-        assert record is not None
-        found = await conn.execute(
-            "SELECT seq, entity_id, trigger, data, created_at, attempts FROM notification_outbox "
-            "WHERE tenant = %s AND subscription_id = %s ORDER BY seq LIMIT %s",
-            (tenant, subscription_id, rows),
-        )
-        queued = [OutboxRow(*r) for r in await found.fetchall()]
-        claims.append(Claim(record, queued, bool(periodic_due)))
-    return claims
+    leased = [(bool(row[0]), _record(row[1:])) for row in await cursor.fetchall()]
+    if not leased:
+        return []
+    found = await conn.execute(
+        "SELECT o.tenant, o.subscription_id, o.seq, o.entity_id, o.trigger, o.data, "
+        "o.created_at, o.attempts FROM unnest(%s::text[], %s::text[]) AS k(tenant, id) "
+        "CROSS JOIN LATERAL (SELECT * FROM notification_outbox q WHERE q.tenant = k.tenant "
+        "AND q.subscription_id = k.id ORDER BY q.seq LIMIT %s) o ORDER BY o.seq",
+        ([r.tenant for _, r in leased], [r.id for _, r in leased], rows),
+    )
+    queued: dict[tuple[str, str], list[OutboxRow]] = {}
+    for row in await found.fetchall():
+        queued.setdefault((row[0], row[1]), []).append(OutboxRow(*row[2:]))
+    return [
+        Claim(record, queued.get((record.tenant, record.id), []), periodic_due)
+        for periodic_due, record in leased
+    ]
 
 
-async def settle(conn: Conn, outcome: Delivered) -> None:
-    """Write back how a delivery went and give its lease up."""
-    where = (outcome.tenant, outcome.subscription_id)
-    if outcome.ok:
-        if outcome.seqs:
-            await conn.execute(
-                "DELETE FROM notification_outbox WHERE tenant = %s AND subscription_id = %s "
-                "AND seq = ANY(%s)",
-                (*where, outcome.seqs),
-            )
+async def settle(conn: Conn, outcomes: list[Delivered]) -> None:
+    """Write back how deliveries went and give their leases up (in the caller's transaction):
+    three statements however many outcomes."""
+    delivered = [seq for o in outcomes if o.ok for seq in o.seqs]
+    retried = [seq for o in outcomes if not o.ok for seq in o.seqs]
+    if delivered:
+        await conn.execute("DELETE FROM notification_outbox WHERE seq = ANY(%s)", (delivered,))
+    if retried:
         await conn.execute(
-            "UPDATE subscriptions SET times_sent = times_sent + %s, "
-            "last_notification = coalesce(%s, last_notification), "
-            "last_success = coalesce(%s, last_success), consecutive_errors = 0, last_error = NULL, "
-            "next_attempt_at = %s, next_periodic_at = coalesce(%s, next_periodic_at) "
-            "WHERE tenant = %s AND id = %s",
-            (
-                int(outcome.sent),
-                outcome.at if outcome.sent else None,
-                outcome.at if outcome.sent else None,
-                outcome.next_attempt_at,
-                outcome.next_periodic_at,
-                *where,
-            ),
+            "UPDATE notification_outbox SET attempts = attempts + 1 WHERE seq = ANY(%s)",
+            (retried,),
         )
-    else:
-        if outcome.seqs:
-            await conn.execute(
-                "UPDATE notification_outbox SET attempts = attempts + 1 WHERE tenant = %s "
-                "AND subscription_id = %s AND seq = ANY(%s)",
-                (*where, outcome.seqs),
-            )
-        await conn.execute(
-            "UPDATE subscriptions SET times_sent = times_sent + 1, "
-            "times_failed = times_failed + 1, last_notification = %s, last_failure = %s, "
-            "consecutive_errors = consecutive_errors + 1, last_error = %s, next_attempt_at = %s "
-            "WHERE tenant = %s AND id = %s",
-            (outcome.at, outcome.at, outcome.error, outcome.next_attempt_at, *where),
-        )
+    if not outcomes:
+        return
+    changes = [status_change(o) for o in outcomes]
     await conn.execute(
-        "UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL "
-        "WHERE tenant = %s AND id = %s AND lease_owner = %s",
-        (*where, outcome.owner),
+        "UPDATE subscriptions s SET times_sent = s.times_sent + o.sent, "
+        "times_failed = s.times_failed + o.failed, "
+        "last_notification = coalesce(o.last_notification, s.last_notification), "
+        "last_success = coalesce(o.last_success, s.last_success), "
+        "last_failure = coalesce(o.last_failure, s.last_failure), "
+        "consecutive_errors = CASE WHEN o.ok THEN 0 ELSE s.consecutive_errors + 1 END, "
+        "last_error = o.error, next_attempt_at = o.next_attempt_at, "
+        "next_periodic_at = coalesce(o.next_periodic_at, s.next_periodic_at), "
+        "lease_owner = CASE WHEN s.lease_owner = o.owner THEN NULL ELSE s.lease_owner END, "
+        "lease_until = CASE WHEN s.lease_owner = o.owner THEN NULL ELSE s.lease_until END "
+        "FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[], "
+        "%s::text[], %s::bool[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+        "AS o(tenant, id, sent, failed, last_notification, last_success, last_failure, ok, "
+        "error, next_attempt_at, next_periodic_at, owner) "
+        "WHERE s.tenant = o.tenant AND s.id = o.id",
+        (
+            [c.tenant for c in changes],
+            [c.subscription_id for c in changes],
+            [c.sent for c in changes],
+            [c.failed for c in changes],
+            [c.last_notification for c in changes],
+            [c.last_success for c in changes],
+            [c.last_failure for c in changes],
+            [c.ok for c in changes],
+            [c.error for c in changes],
+            [c.next_attempt_at for c in changes],
+            [c.next_periodic_at for c in changes],
+            [c.owner for c in changes],
+        ),
     )
 
 

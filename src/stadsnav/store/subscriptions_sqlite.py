@@ -15,6 +15,7 @@ from stadsnav.store.subscriptionrecords import (
     Delivered,
     OutboxRow,
     SubscriptionRecord,
+    status_change,
     subscription_from_row,
 )
 
@@ -129,30 +130,38 @@ def list_subscriptions(
     return [_record(row) for row in rows], int(total)
 
 
+# Subscriptions with something due, the longest waiting first: those with queued rows (found
+# from the outbox, which is short, rather than by asking each subscription) and periodic ones.
+_WAITING = (
+    "SELECT tenant, id, min(oldest) AS oldest FROM (SELECT tenant, subscription_id AS id, "
+    "min(seq) AS oldest FROM notification_outbox GROUP BY tenant, subscription_id "
+    "UNION ALL SELECT tenant, id, 0 FROM subscriptions WHERE next_periodic_at <= :now) "
+    "GROUP BY tenant, id"
+)
+
+
 def claim(
     conn: sqlite3.Connection, owner: str, now: str, lease_until: str, most: int, rows: int
 ) -> list[Claim]:
     """Take the lease of subscriptions with something due (queued rows, or a periodic
     notification), skipping those another notifier holds or that wait (throttling, back-off)."""
     due = conn.execute(
-        "SELECT s.tenant, s.id, s.next_periodic_at IS NOT NULL AND s.next_periodic_at <= ? "
-        "FROM subscriptions s WHERE s.is_active "
-        "AND (s.expires_at IS NULL OR s.expires_at > ?) "
-        "AND (s.lease_until IS NULL OR s.lease_until <= ?) "
-        "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?) "
-        "AND ((s.next_periodic_at IS NOT NULL AND s.next_periodic_at <= ?) OR EXISTS "
-        "(SELECT 1 FROM notification_outbox o WHERE o.tenant = s.tenant "
-        "AND o.subscription_id = s.id)) LIMIT ?",
-        (now, now, now, now, now, most),
+        f"SELECT s.tenant, s.id, s.next_periodic_at IS NOT NULL AND s.next_periodic_at <= :now "
+        f"FROM ({_WAITING}) w JOIN subscriptions s ON s.tenant = w.tenant AND s.id = w.id "
+        "WHERE s.is_active AND (s.expires_at IS NULL OR s.expires_at > :now) "
+        "AND (s.lease_until IS NULL OR s.lease_until <= :now) "
+        "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= :now) "
+        "ORDER BY w.oldest LIMIT :most",
+        {"now": now, "most": most},
     ).fetchall()
     claims = []
     for tenant, subscription_id, periodic_due in due:
-        conn.execute(
-            "UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE tenant = ? AND id = ?",
+        row = conn.execute(
+            "UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE tenant = ? AND id = ? "
+            f"RETURNING {SUBSCRIPTION_COLUMNS}",
             (owner, lease_until, tenant, subscription_id),
-        )
-        record = get_subscription(conn, tenant, subscription_id)
-        assert record is not None
+        ).fetchone()
+        record = _record(row)
         queued = conn.execute(
             "SELECT seq, entity_id, trigger, data, created_at, attempts FROM notification_outbox "
             "WHERE tenant = ? AND subscription_id = ? ORDER BY seq LIMIT ?",
@@ -168,50 +177,44 @@ def claim(
     return claims
 
 
-def settle(conn: sqlite3.Connection, outcome: Delivered) -> None:
-    """Write back how a delivery went and give its lease up."""
-    where = (outcome.tenant, outcome.subscription_id)
-    marks = ",".join("?" * len(outcome.seqs))
-    if outcome.ok:
-        if outcome.seqs:
-            conn.execute(
-                "DELETE FROM notification_outbox WHERE tenant = ? AND subscription_id = ? "
-                f"AND seq IN ({marks})",
-                (*where, *outcome.seqs),
-            )
-        conn.execute(
-            "UPDATE subscriptions SET times_sent = times_sent + ?, "
-            "last_notification = coalesce(?, last_notification), "
-            "last_success = coalesce(?, last_success), consecutive_errors = 0, last_error = NULL, "
-            "next_attempt_at = ?, "
-            "next_periodic_at = coalesce(?, next_periodic_at) WHERE tenant = ? AND id = ?",
+def settle(conn: sqlite3.Connection, outcomes: list[Delivered]) -> None:
+    """Write back how deliveries went and give their leases up (in the caller's transaction)."""
+    delivered = [(seq,) for o in outcomes if o.ok for seq in o.seqs]
+    retried = [(seq,) for o in outcomes if not o.ok for seq in o.seqs]
+    if delivered:
+        conn.executemany("DELETE FROM notification_outbox WHERE seq = ?", delivered)
+    if retried:
+        conn.executemany(
+            "UPDATE notification_outbox SET attempts = attempts + 1 WHERE seq = ?", retried
+        )
+    changes = [status_change(o) for o in outcomes]
+    conn.executemany(
+        "UPDATE subscriptions SET times_sent = times_sent + ?, times_failed = times_failed + ?, "
+        "last_notification = coalesce(?, last_notification), "
+        "last_success = coalesce(?, last_success), last_failure = coalesce(?, last_failure), "
+        "consecutive_errors = CASE WHEN ? THEN 0 ELSE consecutive_errors + 1 END, "
+        "last_error = ?, next_attempt_at = ?, next_periodic_at = coalesce(?, next_periodic_at), "
+        "lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END, "
+        "lease_until = CASE WHEN lease_owner = ? THEN NULL ELSE lease_until END "
+        "WHERE tenant = ? AND id = ?",
+        [
             (
-                int(outcome.sent),
-                outcome.at if outcome.sent else None,
-                outcome.at if outcome.sent else None,
-                outcome.next_attempt_at,
-                outcome.next_periodic_at,
-                *where,
-            ),
-        )
-    else:
-        if outcome.seqs:
-            conn.execute(
-                "UPDATE notification_outbox SET attempts = attempts + 1 WHERE tenant = ? "
-                f"AND subscription_id = ? AND seq IN ({marks})",
-                (*where, *outcome.seqs),
+                c.sent,
+                c.failed,
+                c.last_notification,
+                c.last_success,
+                c.last_failure,
+                c.ok,
+                c.error,
+                c.next_attempt_at,
+                c.next_periodic_at,
+                c.owner,
+                c.owner,
+                c.tenant,
+                c.subscription_id,
             )
-        conn.execute(
-            "UPDATE subscriptions SET times_sent = times_sent + 1, "
-            "times_failed = times_failed + 1, last_notification = ?, last_failure = ?, "
-            "consecutive_errors = consecutive_errors + 1, last_error = ?, next_attempt_at = ? "
-            "WHERE tenant = ? AND id = ?",
-            (outcome.at, outcome.at, outcome.error, outcome.next_attempt_at, *where),
-        )
-    conn.execute(
-        "UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL "
-        "WHERE tenant = ? AND id = ? AND lease_owner = ?",
-        (*where, outcome.owner),
+            for c in changes
+        ],
     )
 
 

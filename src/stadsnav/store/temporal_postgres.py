@@ -4,13 +4,13 @@
 row of that month is written (inside the write, under a savepoint: should it fail, the row goes
 to the default partition, so a write never fails for it). Rows are keyed (tenant, entity,
 attribute, observedAt, datasetId): one attribute's instances over a time range are one index
-range in each month. Aggregation runs in SQL: time buckets with date_bin (fixed periods) or
-width_bucket over calendar edges (months, years).
+range in each month. Aggregation runs in SQL: each instance falls in its period by
+width_bucket over the period edges of the answer (fixed lengths and calendar months alike), and
+PostgreSQL writes each series' JSON text.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,12 +24,14 @@ from psycopg.types.json import Jsonb
 from stadsnav.ngsild.entity import Instance
 from stadsnav.ngsild.names import format_datetime, parse_datetime
 from stadsnav.ngsild.temporal import (
+    AggregatePage,
     AggregateSeries,
     Aggregation,
     HistoryScan,
-    bucket_index,
-    bucket_origin,
+    PeriodWindow,
+    aggregated_json,
     is_number,
+    period_window,
     value_of,
     whole_range,
 )
@@ -207,13 +209,19 @@ async def history_entities(
 
 
 async def _pairs(conn: Conn, tenant: str, scan: HistoryScan, ids: list[str]) -> list[list[str]]:
-    """The (entity, attribute) pairs to read: every attribute asked for, else those stored."""
+    """The (entity, attribute) pairs to read: every attribute asked for, else those stored,
+    found by skipping from one attribute to the next in the key (a few index probes per
+    attribute, not a scan of the entity's whole history)."""
     if scan.attrs is not None:
         return [[e for e in ids for _ in scan.attrs], [a for _ in ids for a in scan.attrs]]
     cursor = await conn.execute(
-        "SELECT DISTINCT entity_id, attr FROM history WHERE tenant = %s "
-        "AND entity_id = ANY(%s::text[])",
-        (tenant, ids),
+        "WITH RECURSIVE s(e, a) AS ("
+        "SELECT i.e, (SELECT min(h.attr) FROM history h WHERE h.tenant = %s "
+        "AND h.entity_id = i.e) FROM unnest(%s::text[]) AS i(e) "
+        "UNION ALL SELECT s.e, (SELECT min(h.attr) FROM history h WHERE h.tenant = %s "
+        "AND h.entity_id = s.e AND h.attr > s.a) FROM s WHERE s.a IS NOT NULL) "
+        "SELECT e, a FROM s WHERE a IS NOT NULL",
+        (tenant, ids, tenant),
     )
     rows = await cursor.fetchall()
     return [[str(r[0]) for r in rows], [str(r[1]) for r in rows]]
@@ -228,14 +236,15 @@ async def history_instances(
     params: list[Any] = [entity_ids, attrs, tenant]
     where = _row_filter(scan, params)
     column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    # The key's order (observedAt, then datasetId) read forwards or backwards: no sort.
     order = "DESC" if newest else "ASC"
     cursor = await conn.execute(
         "SELECT x.entity_id, x.attr, x.dataset_id, x.observed_at, x.instance_id, x.instance "
         "FROM unnest(%s::text[], %s::text[]) AS p(entity_id, attr) CROSS JOIN LATERAL "
         "(SELECT h.entity_id, h.attr, h.dataset_id, h.observed_at, h.instance_id, h.instance, "
         f"{column} AS t FROM history h WHERE h.tenant = %s AND h.entity_id = p.entity_id "
-        f"AND h.attr = p.attr{where} ORDER BY {column} {order}, h.dataset_id LIMIT %s) x "
-        "ORDER BY x.entity_id, x.attr, x.t, x.dataset_id",
+        f"AND h.attr = p.attr{where} ORDER BY {column} {order}, h.dataset_id {order} "
+        "LIMIT %s) x ORDER BY x.entity_id, x.attr, x.t, x.dataset_id",
         (*params, most),
     )
     return [
@@ -244,88 +253,194 @@ async def history_instances(
     ]
 
 
+# The value of an instance of any attribute type, for distinctCount.
+_ANY_VALUE = (
+    "coalesce(h.instance -> 'value', h.instance -> 'object', h.instance -> 'languageMap', "
+    "h.instance -> 'vocab', h.instance -> 'valueList', h.instance -> 'objectList', "
+    "h.instance -> 'json')"
+)
+_TEXT = "h.instance ->> 'value' COLLATE \"C\""
+_STRING = "FILTER (WHERE h.num IS NULL AND jsonb_typeof(h.instance -> 'value') = 'string')"
+
+
+def _aggregates(methods: set[str], strings: bool = True) -> str:
+    """Per group: n, numbers, then what the methods need (NULL where not asked). Only
+    distinctCount and min/max of text (`strings`) read the instance itself; the rest read the
+    number, which the key's index carries (an index-only scan)."""
+    if not strings:
+        methods = methods - {"min", "max"} | {m + "-numbers" for m in methods & {"min", "max"}}
+    parts = [
+        "count(*) AS n",
+        "count(h.num) AS nums",
+        "sum(h.num) AS total" if "sum" in methods else "NULL::float8 AS total",
+        "avg(h.num) AS mean" if "avg" in methods else "NULL::float8 AS mean",
+        "min(h.num) AS low" if methods & {"min", "min-numbers"} else "NULL::float8 AS low",
+        "max(h.num) AS high" if methods & {"max", "max-numbers"} else "NULL::float8 AS high",
+        "stddev_samp(h.num) AS spread" if "stddev" in methods else "NULL::float8 AS spread",
+        "sum(h.num * h.num) AS squares" if "sumsq" in methods else "NULL::float8 AS squares",
+        f"count(DISTINCT {_ANY_VALUE}) AS distinct_n"
+        if "distinctCount" in methods
+        else "0::bigint AS distinct_n",
+        f"min({_TEXT}) {_STRING} AS low_text" if "min" in methods else "NULL::text AS low_text",
+        f"max({_TEXT}) {_STRING} AS high_text" if "max" in methods else "NULL::text AS high_text",
+    ]
+    return ", ".join(parts)
+
+
+# Each method's value in a group `g` as JSON text; NULL where the method does not apply.
+_VALUE_JSON = {
+    "totalCount": "g.n::text",
+    "distinctCount": "g.distinct_n::text",
+    "sum": "g.total::text",
+    "avg": "g.mean::text",
+    "min": "coalesce(g.low::text, to_json(g.low_text)::text)",
+    "max": "coalesce(g.high::text, to_json(g.high_text)::text)",
+    "stddev": "(CASE WHEN g.nums > 0 THEN coalesce(g.spread, 0) END)::text",
+    "sumsq": "g.squares::text",
+}
+
+
 async def history_aggregate(
     conn: Conn, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
-) -> list[AggregateSeries]:
+) -> AggregatePage:
+    """Aggregated values in SQL, at most aggregation.most_periods periods per attribute: the
+    periods are counted from the one holding the first selected instance; each series' JSON
+    text is made by PostgreSQL."""
     if not ids:
-        return []
-    time = scan.time
-    column = "h." + _TIME_COLUMN[time.timeproperty]
-    params: list[Any] = []
-    period = aggregation.period
-    edges: list[datetime] = []
-    if period.is_zero:
-        bucket = "NULL::timestamptz"
-    elif period.months == 0:
-        bucket = f"date_bin(%s::interval, {column}, %s::timestamptz)"
-        params += [f"{period.seconds} seconds", bucket_origin(time)]
-    else:
-        edges = await _calendar_edges(conn, tenant, scan, ids, aggregation)
-        if not edges:
-            return []
-        bucket = f"(%s::timestamptz[])[width_bucket({column}, %s::timestamptz[])]"
-        params += [edges, edges]
-    methods = set(aggregation.methods)
-    distinct = (
-        "count(DISTINCT coalesce(h.instance -> 'value', h.instance -> 'object', "
-        "h.instance -> 'languageMap', h.instance -> 'vocab', h.instance -> 'valueList', "
-        "h.instance -> 'objectList', h.instance -> 'json'))"
-        if "distinctCount" in methods
-        else "0"
-    )
-    text = "h.instance ->> 'value' COLLATE \"C\""
-    string = "FILTER (WHERE jsonb_typeof(h.instance -> 'value') = 'string')"
-    extremes = (
-        f"min({text}) {string}, max({text}) {string}" if methods & {"min", "max"} else "NULL, NULL"
-    )
-    params += [tenant, ids]
-    where = _row_filter(scan, params)
-    cursor = await conn.execute(
-        f"SELECT h.entity_id, h.attr, h.dataset_id, {bucket} AS b, count(*), {distinct}, "
-        "sum(h.num), avg(h.num), min(h.num), max(h.num), stddev_samp(h.num), "
-        f"sum(h.num * h.num), count(h.num), {extremes}, min({column}), max({column}) "
-        f"FROM history h WHERE h.tenant = %s AND h.entity_id = ANY(%s::text[]){where} "
-        "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-        params,
-    )
-    following = dict(itertools.pairwise(edges))
-    series: dict[tuple[str, str, str], dict[str, list[list[Any]]]] = {}
-    for row in await cursor.fetchall():
-        entity_id, attr, dataset, start = row[0], row[1], row[2], row[3]
-        if start is None:
-            first, last = format_datetime(row[15]), format_datetime(row[16])
-            begin, end = whole_range(time, first, last)
-        else:
-            begin = format_datetime(start)
-            end = format_datetime(following.get(start) or period.after(start))
-        results = series.setdefault(
-            (entity_id, attr, dataset), {m: [] for m in aggregation.methods}
+        return AggregatePage([])
+    entity_ids, attrs = await _pairs(conn, tenant, scan, ids)
+    if not entity_ids:
+        return AggregatePage([])
+    if aggregation.period.is_zero:
+        series = await _whole_range(conn, tenant, scan, entity_ids, attrs, aggregation)
+        return AggregatePage(series)
+    first = await _first_time(conn, tenant, scan, entity_ids, attrs)
+    if first is None:
+        return AggregatePage([])
+    window = period_window(scan.time, aggregation.period, first, aggregation.most_periods)
+    methods = aggregation.methods
+    found = await _periods(conn, tenant, scan, entity_ids, attrs, methods, window, False)
+    if {"min", "max"} & set(methods) and any(row[-1] for row in found):
+        # Some periods hold values other than numbers: min and max of text need the instances.
+        found = await _periods(conn, tenant, scan, entity_ids, attrs, methods, window, True)
+    kinds = await _kinds(conn, tenant, [(str(r[0]), str(r[1])) for r in found])
+    series = [
+        AggregateSeries(
+            e,
+            a,
+            d or None,
+            kinds.get((e, a), "Property"),
+            dict(zip(methods, texts[:-1], strict=True)),
         )
+        for e, a, d, *texts in found
+    ]
+    cut = None
+    if window.more_after is not None and await _more(
+        conn, tenant, scan, entity_ids, attrs, window.more_after
+    ):
+        cut = (window.range_start, window.stop)
+    return AggregatePage(series, cut)
+
+
+async def _periods(
+    conn: Conn,
+    tenant: str,
+    scan: HistoryScan,
+    entity_ids: list[str],
+    attrs: list[str],
+    methods: tuple[str, ...],
+    window: PeriodWindow,
+    strings: bool,
+) -> list[Any]:
+    """Per series (entity, attribute, datasetId): each method's JSON text, then how many
+    values were not numbers."""
+    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    params: list[Any] = [window.texts[:-1], window.texts[1:], entity_ids, attrs]
+    params += [window.edges, tenant]
+    where = _row_filter(scan, params)
+    params += [window.edges[0], window.edges[-1]]
+    triples = ", ".join(
+        f"coalesce('[' || string_agg('[' || {_VALUE_JSON[m]} || ',\"' || w.s || '\",\"' "
+        "|| w.e || '\"]', ',' ORDER BY g.i) || ']', '[]')"
+        for m in methods
+    )
+    # Each series read by its key in time order (an index-only scan when the methods need
+    # only the number), grouped by period number (width_bucket over the answer's edges) and
+    # written as JSON with the edges' text, one series at a time.
+    sql = (
+        "WITH w AS MATERIALIZED (SELECT * FROM unnest(%s::text[], %s::text[]) "
+        "WITH ORDINALITY AS w(s, e, i)) "
+        "SELECT p.e, p.a, x.* FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS p(e, a, n) "
+        f"CROSS JOIN LATERAL (SELECT g.dataset_id, {triples}, sum(g.n - g.nums) FROM ("
+        f"SELECT h.dataset_id, width_bucket({column}, %s::timestamptz[]) AS i, "
+        f"{_aggregates(set(methods), strings)} FROM history h WHERE h.tenant = %s "
+        f"AND h.entity_id = p.e AND h.attr = p.a{where} AND {column} >= %s::timestamptz "
+        f"AND {column} < %s::timestamptz GROUP BY 1, 2) g JOIN w ON w.i = g.i GROUP BY 1) x "
+        "ORDER BY p.n, x.dataset_id"
+    )
+    async with conn.transaction():
+        # Compiling this query costs more than it saves.
+        await conn.execute("SET LOCAL jit = off")
+        cursor = await conn.execute(sql, params)
+        return await cursor.fetchall()
+
+
+async def _whole_range(
+    conn: Conn,
+    tenant: str,
+    scan: HistoryScan,
+    entity_ids: list[str],
+    attrs: list[str],
+    aggregation: Aggregation,
+) -> list[AggregateSeries]:
+    """One period per series (no aggrPeriodDuration): the query's range, closed by the first
+    or last instance where it is open."""
+    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    params: list[Any] = [tenant, entity_ids, attrs]
+    where = _row_filter(scan, params)
+    methods = set(aggregation.methods)
+    found: list[Any] = []
+    for strings in (False, True):
+        cursor = await conn.execute(
+            f"SELECT h.entity_id, h.attr, h.dataset_id, {_aggregates(methods, strings)}, "
+            f"min({column}), max({column}) FROM history h WHERE h.tenant = %s "
+            "AND (h.entity_id, h.attr) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+            f"{where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            params,
+        )
+        found = await cursor.fetchall()
+        # min and max of text need the instances: only when some values are not numbers.
+        if not {"min", "max"} & methods or all(row[3] == row[4] for row in found):
+            break
+    kinds = await _kinds(conn, tenant, [(str(r[0]), str(r[1])) for r in found])
+    series = []
+    for row in found:
+        begin, end = whole_range(scan.time, format_datetime(row[14]), format_datetime(row[15]))
+        results = {}
         for method in aggregation.methods:
             value = _result(method, row)
-            if value is not None:
-                results[method].append([value, begin, end])
-    kinds = await _kinds(conn, tenant, list(series))
-    return [
-        AggregateSeries(e, a, d or None, kinds.get((e, a), "Property"), results)
-        for (e, a, d), results in series.items()
-    ]
+            results[method] = aggregated_json([] if value is None else [[value, begin, end]])
+        entity_id, attr = str(row[0]), str(row[1])
+        kind = kinds.get((entity_id, attr), "Property")
+        series.append(AggregateSeries(entity_id, attr, row[2] or None, kind, results))
+    return series
 
 
 def _result(method: str, row: Any) -> Any:
-    total, distinct, total_sum, mean, low, high, spread, squares, numbers = row[4:13]
+    """A method's value from a row of _aggregates (from its fourth column)."""
+    n, nums, total, mean, low, high, spread, squares, distinct, low_text, high_text = row[3:14]
     if method == "totalCount":
-        return int(total)
+        return int(n)
     if method == "distinctCount":
         return int(distinct)
     if method in ("min", "max"):
-        if numbers:
+        if nums:
             return float(low if method == "min" else high)
-        return row[13] if method == "min" else row[14]
-    if not numbers:
+        return low_text if method == "min" else high_text
+    if not nums:
         return None
     if method == "sum":
-        return float(total_sum)
+        return float(total)
     if method == "avg":
         return float(mean)
     if method == "sumsq":
@@ -333,45 +448,61 @@ def _result(method: str, row: Any) -> Any:
     return float(spread) if spread is not None else 0.0
 
 
+async def _first_time(
+    conn: Conn, tenant: str, scan: HistoryScan, entity_ids: list[str], attrs: list[str]
+) -> datetime | None:
+    """The earliest time of a selected instance (one index probe per series)."""
+    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    params: list[Any] = [entity_ids, attrs, tenant]
+    where = _row_filter(scan, params)
+    cursor = await conn.execute(
+        "SELECT min(x.t) FROM unnest(%s::text[], %s::text[]) AS p(e, a) CROSS JOIN LATERAL "
+        f"(SELECT {column} AS t FROM history h WHERE h.tenant = %s AND h.entity_id = p.e "
+        f"AND h.attr = p.a{where} ORDER BY {column} LIMIT 1) x",
+        params,
+    )
+    row = await cursor.fetchone()
+    return None if row is None or row[0] is None else row[0]
+
+
+async def _more(
+    conn: Conn,
+    tenant: str,
+    scan: HistoryScan,
+    entity_ids: list[str],
+    attrs: list[str],
+    after: str,
+) -> bool:
+    """Whether a selected instance lies at or after `after`."""
+    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
+    params: list[Any] = [entity_ids, attrs, tenant]
+    where = _row_filter(scan, params)
+    cursor = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::text[]) AS p(e, a) "
+        "CROSS JOIN LATERAL (SELECT 1 FROM history h WHERE h.tenant = %s "
+        f"AND h.entity_id = p.e AND h.attr = p.a{where} AND {column} >= %s::timestamptz "
+        "LIMIT 1) x)",
+        (*params, after),
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def _kinds(
-    conn: Conn, tenant: str, series: list[tuple[str, str, str]]
+    conn: Conn, tenant: str, series: list[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
     """The attribute type of each (entity, attribute), from its latest instance."""
-    pairs = list(dict.fromkeys((e, a) for e, a, _ in series))
+    pairs = list(dict.fromkeys(series))
     if not pairs:
         return {}
     cursor = await conn.execute(
         "SELECT p.e, p.a, x.kind FROM unnest(%s::text[], %s::text[]) AS p(e, a) "
         "CROSS JOIN LATERAL (SELECT h.instance ->> 'type' AS kind FROM history h "
         "WHERE h.tenant = %s AND h.entity_id = p.e AND h.attr = p.a "
-        "ORDER BY h.observed_at DESC LIMIT 1) x",
+        "ORDER BY h.observed_at DESC, h.dataset_id DESC LIMIT 1) x",
         ([e for e, _ in pairs], [a for _, a in pairs], tenant),
     )
     return {(str(e), str(a)): str(k or "Property") for e, a, k in await cursor.fetchall()}
-
-
-async def _calendar_edges(
-    conn: Conn, tenant: str, scan: HistoryScan, ids: list[str], aggregation: Aggregation
-) -> list[datetime]:
-    """Period starts from the first period holding a selected row to the last (calendar
-    periods: months and years are not fixed lengths, so date_bin cannot cut them)."""
-    params: list[Any] = [tenant, ids]
-    where = _row_filter(scan, params)
-    column = "h." + _TIME_COLUMN[scan.time.timeproperty]
-    cursor = await conn.execute(
-        f"SELECT min({column}), max({column}) FROM history h WHERE h.tenant = %s "
-        f"AND h.entity_id = ANY(%s::text[]){where}",
-        params,
-    )
-    row = await cursor.fetchone()
-    if row is None or row[0] is None:
-        return []
-    origin = parse_datetime(bucket_origin(scan.time), "time")
-    first = bucket_index(row[0], origin, aggregation.period)
-    edges = [aggregation.period.after(origin, first)]
-    while edges[-1] <= row[1]:
-        edges.append(aggregation.period.after(origin, first + len(edges)))
-    return edges
 
 
 async def history_exists(conn: Conn, tenant: str, entity_id: str) -> bool:
