@@ -18,6 +18,7 @@ from stadsnav.ngsild.join import MAX_LEVEL, Join, check_projection
 from stadsnav.ngsild.names import check_uri
 from stadsnav.ngsild.projection import (
     WHOLE,
+    Projection,
     attribute_iri,
     only_attributes,
     parse_omit,
@@ -135,6 +136,20 @@ def _projection_text(params: QueryParams, key: str) -> str | None:
     return ",".join(values) if values else None
 
 
+def pick_or_omit(params: QueryParams, ctx: Context) -> Projection | None:
+    """The projection `pick` or `omit` asks for (clause 4.21); None when neither is given.
+    They exclude each other and `attrs` (BadRequestData)."""
+    pick = _projection_text(params, "pick")
+    omit = _projection_text(params, "omit")
+    if pick is None and omit is None:
+        return None
+    if "attrs" in params:
+        raise BadRequestData("attrs cannot be combined with pick or omit")
+    if pick is not None and omit is not None:
+        raise BadRequestData("pick and omit cannot be used together")
+    return parse_pick(pick, ctx) if pick is not None else parse_omit(str(omit), ctx)
+
+
 def representation(params: QueryParams, ctx: Context) -> Representation:
     opts = options(params)
     formats = {_FORMATS[o] for o in opts if o in _FORMATS}
@@ -145,20 +160,10 @@ def representation(params: QueryParams, ctx: Context) -> Representation:
         formats = {_FORMATS[fmt]}
     if len(formats) > 1:
         raise BadRequestData("Only one of keyValues, concise and normalized may be asked for")
-    pick = _projection_text(params, "pick")
-    omit = _projection_text(params, "omit")
     attrs_names = _names(params, "attrs")
-    if attrs_names is not None and (pick is not None or omit is not None):
-        raise BadRequestData("attrs cannot be combined with pick or omit")
-    if pick is not None and omit is not None:
-        raise BadRequestData("pick and omit cannot be used together")
-    projection = WHOLE
-    if pick is not None:
-        projection = parse_pick(pick, ctx)
-    elif omit is not None:
-        projection = parse_omit(omit, ctx)
-    elif attrs_names is not None:
-        projection = only_attributes(attrs_names, ctx)
+    projection = pick_or_omit(params, ctx)
+    if projection is None:
+        projection = WHOLE if attrs_names is None else only_attributes(attrs_names, ctx)
     lang = params.get("lang")
     datasets = _names(params, "datasetId")
     if datasets is not None:

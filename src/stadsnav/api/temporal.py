@@ -19,7 +19,7 @@ from stadsnav.api.services import Services, services
 from stadsnav.ngsild.context import Context
 from stadsnav.ngsild.errors import BadRequestData, InvalidRequest, OperationNotSupported
 from stadsnav.ngsild.names import check_uri
-from stadsnav.ngsild.projection import WHOLE, parse_omit, parse_pick
+from stadsnav.ngsild.projection import WHOLE
 from stadsnav.ngsild.render import Representation
 from stadsnav.ngsild.temporal import (
     Aggregation,
@@ -134,17 +134,7 @@ def temporal_request(
         datasets=datasets,
     )
     has_filter = base.q is not None or base.geo is not None or base.scope is not None
-    pick = ",".join(query.getlist("pick")) or None
-    omit = ",".join(query.getlist("omit")) or None
-    if pick is not None and omit is not None:
-        raise BadRequestData("pick and omit cannot be used together")
-    if (pick is not None or omit is not None) and "attrs" in query:
-        raise BadRequestData("attrs cannot be combined with pick or omit")
-    projection = WHOLE
-    if pick is not None:
-        projection = parse_pick(pick, ctx)
-    elif omit is not None:
-        projection = parse_omit(omit, ctx)
+    projection = params.pick_or_omit(query, ctx) or WHOLE
     return TemporalRequest(
         scan=scan,
         fmt=fmt,
