@@ -53,6 +53,7 @@ from stadsnav.store.base import (
     copy_entity,
     merge_fragments,
 )
+from stadsnav.store.copytext import copy_json, copy_text
 from stadsnav.store.entitysql import compile_where
 from stadsnav.store.migrations import migration_files
 from stadsnav.store.records import (
@@ -1049,17 +1050,17 @@ async def _stage_and_run(
     """
     lines: list[bytes] = []
     for entity, set_id in zip(entities, set_ids, strict=True):
-        scopes = b"\\N" if entity.scopes is None else _copy_json(entity.scopes)
-        expires = b"\\N" if entity.expires_at is None else _copy_text(entity.expires_at)
+        scopes = b"\\N" if entity.scopes is None else copy_json(entity.scopes)
+        expires = b"\\N" if entity.expires_at is None else copy_text(entity.expires_at)
         lines.append(
             b"\t".join(
                 (
-                    _copy_text(entity.id),
-                    _copy_text(_text_array(entity.types)),
+                    copy_text(entity.id),
+                    copy_text(_text_array(entity.types)),
                     scopes,
-                    _copy_json(entity.attrs),
-                    _copy_text(entity.created_at),
-                    _copy_text(entity.modified_at),
+                    copy_json(entity.attrs),
+                    copy_text(entity.created_at),
+                    copy_text(entity.modified_at),
                     expires,
                     b"%d" % set_id,
                     b"%d\n" % entity.version,
@@ -1100,23 +1101,6 @@ def _text_array(items: list[str]) -> str:
     return "{" + ",".join(f'"{item}"' for item in quoted) + "}"
 
 
-def _copy_text(value: str) -> bytes:
-    """A value in COPY's text format."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return value.encode()
-
-
-def _copy_json(value: Any) -> bytes:
-    """JSON in COPY's text format: JSON text has no raw control characters, only backslashes."""
-    return orjson.dumps(value).replace(b"\\", b"\\\\")
-
-
 async def _reindex(conn: Conn, entities: list[tuple[int, Entity, bool]], *, first: bool) -> None:
     """Bring the entity_geo rows of entities (pk, entity, is new) up to date.
 
@@ -1135,7 +1119,7 @@ async def _reindex(conn: Conn, entities: list[tuple[int, Entity, bool]], *, firs
             for instance in instances:
                 value = instance.get("value")
                 if instance["type"] == GEOPROPERTY and isinstance(value, dict):
-                    geo_lines.append((b"%d\t%s\t" % (pk, _copy_text(attr)), orjson.dumps(value)))
+                    geo_lines.append((b"%d\t%s\t" % (pk, copy_text(attr)), orjson.dumps(value)))
     async with conn.cursor() as cursor:
         if new_geo:
             async with cursor.copy(_COPY_GEO) as copy:

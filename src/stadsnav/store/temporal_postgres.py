@@ -36,6 +36,7 @@ from stadsnav.ngsild.temporal import (
     whole_range,
 )
 from stadsnav.store.base import DEFAULT_TENANT, HistoryRow
+from stadsnav.store.copytext import copy_json, copy_text
 from stadsnav.store.temporal_sqlite import new_instance_id
 
 Conn = AsyncConnection[TupleRow]
@@ -66,36 +67,24 @@ _PARTITION = re.compile(r"^history_(\d{4})_(\d{2})$")
 _known_months: set[tuple[str, str]] = set()
 
 
-def _text(value: str) -> bytes:
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return value.encode()
-
-
 def copy_line(row: HistoryRow, tenant: str | None = None) -> bytes:
     """A history row in COPY's text format (with the tenant first when given)."""
-    import orjson
 
     instance = row.instance
     value = value_of(instance)
     fields = [
-        _text(row.entity_id),
-        _text(row.attr),
+        copy_text(row.entity_id),
+        copy_text(row.attr),
         row.observed_at.encode(),
-        _text(row.dataset_id or ""),
-        _text(row.instance_id or new_instance_id()),
+        copy_text(row.dataset_id or ""),
+        copy_text(row.instance_id or new_instance_id()),
         str(instance.get("createdAt", row.observed_at)).encode(),
         str(instance.get("modifiedAt", row.observed_at)).encode(),
         repr(float(value)).encode() if is_number(value) else b"\\N",
-        orjson.dumps(instance).replace(b"\\", b"\\\\"),
+        copy_json(instance),
     ]
     if tenant is not None:
-        fields.insert(0, _text(tenant))
+        fields.insert(0, copy_text(tenant))
     return b"\t".join(fields) + b"\n"
 
 
